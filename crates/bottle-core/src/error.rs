@@ -1,0 +1,250 @@
+//! The one error type of the crate: semantic kinds that every runtime maps its engine's errors into.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use crate::spec::ValidationError;
+
+/// A boxed error from an engine SDK or the operating system, kept as the source of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which kind of engine object an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Network,
+    Container,
+    Image,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Network => "network",
+            ObjectKind::Container => "container",
+            ObjectKind::Image => "image",
+        })
+    }
+}
+
+/// Everything that can go wrong, by meaning rather than by engine.
+///
+/// Adapters map their SDK's errors into these kinds and keep the SDK error as the source, so a
+/// caller can match on the kind and still print the engine's own message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller's input breaks a rule; nothing was sent to the engine.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+
+    /// No engine answered. `tried` names the socket or URL, `hint` says how to start one.
+    #[error("cannot reach the {engine} engine at {tried}: {hint}")]
+    EngineUnavailable {
+        engine: String,
+        tried: String,
+        hint: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The object does not exist.
+    #[error("{kind} {name} not found")]
+    NotFound {
+        kind: ObjectKind,
+        name: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// An object with that name exists already.
+    #[error("{kind} {name} already exists")]
+    AlreadyExists {
+        kind: ObjectKind,
+        name: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The subnet asked for overlaps a network that exists on the engine.
+    #[error("subnet {subnet} overlaps a network that already exists on the engine")]
+    SubnetConflict {
+        subnet: Ipv4Net,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// Every candidate of a pool is taken.
+    #[error("no free {what} left in pool {pool}: tear down unused bottles (`bottle down`, `bottle gc`) or configure a larger pool")]
+    PoolExhausted { what: &'static str, pool: String },
+
+    /// The bottle has resources on the engine already.
+    #[error("bottle {slug} is already up ({found}): tear it down first with `bottle down {slug}`")]
+    AlreadyUp { slug: String, found: String },
+
+    /// The bottle has no resources on the engine.
+    #[error("bottle {slug} is not up: start it with `bottle up {slug}`")]
+    NotUp { slug: String },
+
+    /// The bottle exists but cannot hand out endpoints (stopped, unhealthy or half-created).
+    #[error("bottle {slug} is not usable: {reason}")]
+    NotUsable { slug: String, reason: String },
+
+    /// The image is not present on the engine.
+    #[error("image {image} is not present on the {engine} engine: load it with `bottle image load` or pull it where a registry is reachable")]
+    ImageMissing { image: String, engine: String },
+
+    /// The bottle needs a daemon that its image does not provide.
+    #[error("image {image} does not provide daemon {daemon} (it provides: {provided}): use an image that does, or turn off what needs it")]
+    ImageLacksDaemon {
+        image: String,
+        daemon: String,
+        provided: String,
+    },
+
+    /// The engine published a port beyond the loopback address that was asked for.
+    #[error("container {container} publishes port {container_port} on {found} instead of only {expected}: refusing to hand out a bottle reachable beyond loopback")]
+    PublishedBeyondLoopback {
+        container: String,
+        container_port: u16,
+        expected: Ipv4Addr,
+        found: String,
+    },
+
+    /// A published port never got a host port.
+    #[error("container {container} port {container_port} has no host port after {waited:?}: check the engine's port publishing (`docker port` / `podman port`)")]
+    PortNotAssigned {
+        container: String,
+        container_port: u16,
+        waited: Duration,
+    },
+
+    /// A daemon did not accept connections in time.
+    #[error("daemon {daemon} did not accept connections on {address} within {waited:?}: read the bundle's output with `bottle logs {slug}`")]
+    NotReady {
+        slug: String,
+        daemon: String,
+        address: String,
+        waited: Duration,
+    },
+
+    /// The runtime does not implement an optional operation.
+    #[error("{operation} is not supported by the {engine} runtime")]
+    NotSupported { engine: String, operation: String },
+
+    /// Any other engine failure, naming the operation and the object it was on.
+    #[error("{engine}: {operation} {target} failed: {message}")]
+    Engine {
+        engine: String,
+        operation: String,
+        target: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A step of `up` failed and so did part of the cleanup that followed.
+    ///
+    /// `original` is the error that stopped `up`; `cleanup` holds each removal that failed.
+    #[error("{original}; cleanup also failed, leaving objects behind ({}): run `bottle gc`", cleanup.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    CleanupFailed {
+        original: Box<Error>,
+        cleanup: Vec<Error>,
+    },
+
+    /// Local IO of the lifecycle (the allocation lock file, reading a catalog).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The kind of an [`Error`], for callers that branch on it (exit codes, retries, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    Invalid,
+    EngineUnavailable,
+    NotFound,
+    AlreadyExists,
+    SubnetConflict,
+    PoolExhausted,
+    AlreadyUp,
+    NotUp,
+    NotUsable,
+    ImageMissing,
+    ImageLacksDaemon,
+    PublishedBeyondLoopback,
+    PortNotAssigned,
+    NotReady,
+    NotSupported,
+    Engine,
+    Io,
+}
+
+impl Error {
+    /// The semantic kind. For [`Error::CleanupFailed`] this is the kind of the original error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::EngineUnavailable { .. } => ErrorKind::EngineUnavailable,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::SubnetConflict { .. } => ErrorKind::SubnetConflict,
+            Error::PoolExhausted { .. } => ErrorKind::PoolExhausted,
+            Error::AlreadyUp { .. } => ErrorKind::AlreadyUp,
+            Error::NotUp { .. } => ErrorKind::NotUp,
+            Error::NotUsable { .. } => ErrorKind::NotUsable,
+            Error::ImageMissing { .. } => ErrorKind::ImageMissing,
+            Error::ImageLacksDaemon { .. } => ErrorKind::ImageLacksDaemon,
+            Error::PublishedBeyondLoopback { .. } => ErrorKind::PublishedBeyondLoopback,
+            Error::PortNotAssigned { .. } => ErrorKind::PortNotAssigned,
+            Error::NotReady { .. } => ErrorKind::NotReady,
+            Error::NotSupported { .. } => ErrorKind::NotSupported,
+            Error::Engine { .. } => ErrorKind::Engine,
+            Error::CleanupFailed { original, .. } => original.kind(),
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// A generic engine failure of `operation` on `target`, keeping the SDK's error as source.
+    pub fn engine(
+        engine: impl Into<String>,
+        operation: impl Into<String>,
+        target: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        let source = source.into();
+        Error::Engine {
+            engine: engine.into(),
+            operation: operation.into(),
+            target: target.into(),
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// `NotFound` for `kind` named `name`.
+    pub fn not_found(kind: ObjectKind, name: impl Into<String>) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.into(),
+            source: None,
+        }
+    }
+
+    /// `AlreadyExists` for `kind` named `name`.
+    pub fn already_exists(kind: ObjectKind, name: impl Into<String>) -> Self {
+        Error::AlreadyExists {
+            kind,
+            name: name.into(),
+            source: None,
+        }
+    }
+}

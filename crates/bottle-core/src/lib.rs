@@ -1,0 +1,30 @@
+//! bottle-core: plans, creates and tears down the sidecar bundle of a sandboxed agent on any
+//! container engine that implements [`ContainerRuntime`].
+//!
+//! - [`spec`]: what a caller asks for, and its validation;
+//! - [`catalog`]: the daemons a bundle can run, as data;
+//! - [`plan`]: the pure planner (names, subnet, loopback address, ports, labels);
+//! - [`runtime`]: the [`ContainerRuntime`] trait, the one API boundary to engines;
+//! - [`lifecycle`]: `up`, `down`, `list`, `endpoints` and `gc` over `Arc<dyn ContainerRuntime>`;
+//! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
+//! - `conformance` (feature `conformance`): the cases every runtime must pass.
+
+pub mod allowlist;
+pub mod catalog;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod error;
+pub mod labels;
+pub mod lifecycle;
+pub mod memory;
+pub mod plan;
+pub mod runtime;
+pub mod spec;
+
+pub use catalog::{Catalog, DaemonDef, Facing, When};
+pub use error::{Error, ErrorKind, ObjectKind, Result};
+pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, Progress, Step};
+pub use memory::InMemoryRuntime;
+pub use plan::{AgentEndpoints, BundlePlan};
+pub use runtime::ContainerRuntime;
+pub use spec::{BottleSpec, EnvEntry, LoopbackChoice, ValidationError};

@@ -1,0 +1,567 @@
+//! `InMemoryRuntime`: a container engine in memory, faithful to the rules real engines enforce,
+//! with fault injection. Fit for tests of anything built on [`ContainerRuntime`].
+//!
+//! Published ports are real: starting a container binds a TCP listener on the requested host
+//! address with a port the kernel picks, which accepts and holds connections the way a daemon
+//! does, so readiness probing and port discovery run exactly as against a real engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, ObjectKind, Result};
+use crate::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, ImageInfo,
+    LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding,
+};
+
+/// An operation of the trait, for call counting and fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Info,
+    CreateNetwork,
+    RemoveNetwork,
+    ListNetworks,
+    CreateContainer,
+    StartContainer,
+    InspectContainer,
+    RemoveContainer,
+    ListContainers,
+    Image,
+    LoadImage,
+    Logs,
+}
+
+impl Op {
+    /// Whether the operation changes the engine's state.
+    pub fn mutates(self) -> bool {
+        matches!(
+            self,
+            Op::CreateNetwork
+                | Op::RemoveNetwork
+                | Op::CreateContainer
+                | Op::StartContainer
+                | Op::RemoveContainer
+                | Op::LoadImage
+        )
+    }
+}
+
+type MakeError = Box<dyn Fn() -> Error + Send + Sync>;
+
+struct Fault {
+    op: Op,
+    /// 1-based index of the call of `op` that fails.
+    nth: usize,
+    make: MakeError,
+}
+
+struct MemNetwork {
+    id: String,
+    subnet: Ipv4Net,
+    labels: Labels,
+}
+
+struct MemContainer {
+    id: String,
+    spec: ContainerSpec,
+    state: ContainerState,
+    /// Container port -> (listener task, host port), once started.
+    listeners: BTreeMap<u16, (JoinHandle<()>, u16)>,
+    created: SystemTime,
+    log: Vec<String>,
+}
+
+impl MemContainer {
+    fn stop(&mut self) {
+        for (task, _) in self.listeners.values() {
+            task.abort();
+        }
+        self.listeners.clear();
+    }
+}
+
+#[derive(Default)]
+struct State {
+    networks: BTreeMap<String, MemNetwork>,
+    containers: BTreeMap<String, MemContainer>,
+    images: BTreeMap<String, ImageInfo>,
+    calls: BTreeMap<Op, usize>,
+    faults: Vec<Fault>,
+    /// Inspections after start that still report unassigned host ports.
+    unassigned_inspections: usize,
+    /// Publish on the wildcard address whatever was asked (a misbehaving engine).
+    publish_wildcard: bool,
+    next_id: u64,
+}
+
+/// A container engine in memory. Cheap to clone: clones share state.
+#[derive(Clone, Default)]
+pub struct InMemoryRuntime {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for InMemoryRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("InMemoryRuntime")
+            .field("networks", &s.networks.len())
+            .field("containers", &s.containers.len())
+            .finish()
+    }
+}
+
+impl InMemoryRuntime {
+    /// An empty engine without images.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an image with these labels.
+    pub fn add_image(&self, reference: &str, labels: Labels) {
+        let mut s = self.lock();
+        let id = s.id();
+        s.images.insert(
+            reference.to_string(),
+            ImageInfo {
+                id,
+                labels,
+                user: "65532".into(),
+            },
+        );
+    }
+
+    /// Makes the `nth` call (1-based, counted from now on) of `op` fail with `make()`.
+    pub fn fail_nth(&self, op: Op, nth: usize, make: impl Fn() -> Error + Send + Sync + 'static) {
+        let mut s = self.lock();
+        let base = s.calls.get(&op).copied().unwrap_or(0);
+        s.faults.push(Fault {
+            op,
+            nth: base + nth,
+            make: Box::new(make),
+        });
+    }
+
+    /// The next `n` inspections of a started container report its ports without host ports,
+    /// as engines do right after start.
+    pub fn delay_host_ports(&self, n: usize) {
+        self.lock().unassigned_inspections = n;
+    }
+
+    /// Makes every later start publish on the wildcard address, as a misconfigured engine
+    /// would.
+    pub fn publish_on_wildcard(&self, on: bool) {
+        self.lock().publish_wildcard = on;
+    }
+
+    /// Stops the daemon behind `container_port` of a running container (its port stops
+    /// answering), as when a daemon crashes.
+    pub fn kill_daemon(&self, container: &str, container_port: u16) {
+        let mut s = self.lock();
+        if let Some(c) = s.containers.get_mut(container) {
+            if let Some((task, _)) = c.listeners.get(&container_port) {
+                task.abort();
+            }
+        }
+    }
+
+    /// Stops a container as if its PID 1 exited.
+    pub fn stop_container(&self, name: &str) {
+        let mut s = self.lock();
+        if let Some(c) = s.containers.get_mut(name) {
+            c.stop();
+            c.state = ContainerState::Exited;
+        }
+    }
+
+    /// How many calls of `op` were made.
+    pub fn calls(&self, op: Op) -> usize {
+        self.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many calls changed the engine's state.
+    pub fn mutating_calls(&self) -> usize {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|(op, _)| op.mutates())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// How many calls of any kind were made.
+    pub fn total_calls(&self) -> usize {
+        self.lock().calls.values().sum()
+    }
+
+    /// Whether the engine has no networks and no containers.
+    pub fn is_empty(&self) -> bool {
+        let s = self.lock();
+        s.networks.is_empty() && s.containers.is_empty()
+    }
+
+    /// Names of every network and container, for assertions.
+    pub fn object_names(&self) -> Vec<String> {
+        let s = self.lock();
+        s.networks
+            .keys()
+            .map(|n| format!("network {n}"))
+            .chain(s.containers.keys().map(|c| format!("container {c}")))
+            .collect()
+    }
+
+    /// The environment a container was created with, as `KEY=VALUE` (as an engine's inspect
+    /// would show it).
+    pub fn container_env(&self, name: &str) -> Option<Vec<String>> {
+        let s = self.lock();
+        s.containers
+            .get(name)
+            .map(|c| c.spec.env.iter().map(|e| e.to_engine_string()).collect())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts the call and returns the injected fault for it, if any.
+    fn enter(&self, op: Op) -> Result<std::sync::MutexGuard<'_, State>> {
+        let mut s = self.lock();
+        let n = s.calls.entry(op).or_insert(0);
+        *n += 1;
+        let n = *n;
+        if let Some(i) = s.faults.iter().position(|f| f.op == op && f.nth == n) {
+            let fault = s.faults.remove(i);
+            return Err((fault.make)());
+        }
+        Ok(s)
+    }
+}
+
+impl State {
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{:012x}", self.next_id)
+    }
+}
+
+fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
+    Error::Engine {
+        engine: "memory".into(),
+        operation: op.into(),
+        target: target.into(),
+        message: message.into(),
+        source: None,
+    }
+}
+
+/// Accepts connections on `listener` and holds each open until the client closes it, as a
+/// daemon waiting for a request does.
+fn serve(listener: tokio::net::TcpListener) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut held = tokio::task::JoinSet::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            held.spawn(async move {
+                let mut buf = [0u8; 512];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    })
+}
+
+#[async_trait]
+impl ContainerRuntime for InMemoryRuntime {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        drop(self.enter(Op::Info)?);
+        Ok(EngineInfo {
+            engine: "memory".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: "1".into(),
+            endpoint: "in-process".into(),
+        })
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        let mut s = self.enter(Op::CreateNetwork)?;
+        if s.networks.contains_key(&spec.name) {
+            return Err(Error::already_exists(ObjectKind::Network, &spec.name));
+        }
+        if !spec.subnet.contains(&spec.gateway)
+            || spec.gateway == spec.subnet.network()
+            || spec.gateway == spec.subnet.broadcast()
+        {
+            return Err(engine_error(
+                "creating network",
+                &spec.name,
+                format!("gateway {} is not a host of {}", spec.gateway, spec.subnet),
+            ));
+        }
+        let overlap = s.networks.values().any(|n| {
+            n.subnet.contains(&spec.subnet.network()) || spec.subnet.contains(&n.subnet.network())
+        });
+        if overlap {
+            return Err(Error::SubnetConflict {
+                subnet: spec.subnet,
+                source: None,
+            });
+        }
+        let id = s.id();
+        s.networks.insert(
+            spec.name.clone(),
+            MemNetwork {
+                id: id.clone(),
+                subnet: spec.subnet,
+                labels: spec.labels.clone(),
+            },
+        );
+        Ok(NetworkInfo {
+            name: spec.name.clone(),
+            id,
+            subnets: vec![spec.subnet],
+            labels: spec.labels.clone(),
+        })
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        let mut s = self.enter(Op::RemoveNetwork)?;
+        if s.containers.values().any(|c| c.spec.network == name) {
+            return Err(engine_error(
+                "removing network",
+                name,
+                "network has active endpoints",
+            ));
+        }
+        s.networks.remove(name);
+        Ok(())
+    }
+
+    async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
+        let s = self.enter(Op::ListNetworks)?;
+        Ok(s.networks
+            .iter()
+            .filter(|(_, n)| selector.matches(&n.labels))
+            .map(|(name, n)| NetworkInfo {
+                name: name.clone(),
+                id: n.id.clone(),
+                subnets: vec![n.subnet],
+                labels: n.labels.clone(),
+            })
+            .collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        let mut s = self.enter(Op::CreateContainer)?;
+        if s.containers.contains_key(&spec.name) {
+            return Err(Error::already_exists(ObjectKind::Container, &spec.name));
+        }
+        if !s.images.contains_key(&spec.image) {
+            return Err(Error::not_found(ObjectKind::Image, &spec.image));
+        }
+        let network = s
+            .networks
+            .get(&spec.network)
+            .ok_or_else(|| Error::not_found(ObjectKind::Network, &spec.network))?;
+        let ip = spec.ipv4;
+        let host_of_subnet = network.subnet.contains(&ip)
+            && ip != network.subnet.network()
+            && ip != network.subnet.broadcast()
+            && ip != Ipv4Addr::from(u32::from(network.subnet.network()) + 1);
+        if !host_of_subnet {
+            return Err(engine_error(
+                "creating container",
+                &spec.name,
+                format!("address {ip} is not a free host address of {}", network.subnet),
+            ));
+        }
+        let ip_taken = s
+            .containers
+            .values()
+            .any(|c| c.spec.network == spec.network && c.spec.ipv4 == ip);
+        if ip_taken {
+            return Err(engine_error(
+                "creating container",
+                &spec.name,
+                format!("address {ip} is already in use"),
+            ));
+        }
+        let mut ports = BTreeSet::new();
+        if let Some(dup) = spec.publish.iter().find(|p| !ports.insert(p.container_port)) {
+            return Err(engine_error(
+                "creating container",
+                &spec.name,
+                format!("port {} is published twice", dup.container_port),
+            ));
+        }
+        let id = s.id();
+        s.containers.insert(
+            spec.name.clone(),
+            MemContainer {
+                id,
+                spec: spec.clone(),
+                state: ContainerState::Created,
+                listeners: BTreeMap::new(),
+                created: SystemTime::now(),
+                log: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn start_container(&self, name: &str) -> Result<()> {
+        let publish = {
+            let s = self.enter(Op::StartContainer)?;
+            let c = s
+                .containers
+                .get(name)
+                .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+            if c.state == ContainerState::Running {
+                return Ok(());
+            }
+            let wildcard = s.publish_wildcard;
+            c.spec
+                .publish
+                .iter()
+                .map(|p| {
+                    let ip = if wildcard {
+                        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                    } else {
+                        IpAddr::V4(p.host_ip)
+                    };
+                    (p.container_port, SocketAddr::new(ip, 0))
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut listeners = BTreeMap::new();
+        for (container_port, addr) in publish {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Error::engine("memory", "publishing a port of", name, e)
+            })?;
+            let host_port = listener
+                .local_addr()
+                .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?
+                .port();
+            listeners.insert(container_port, (serve(listener), host_port));
+        }
+        let mut s = self.lock();
+        let Some(c) = s.containers.get_mut(name) else {
+            listeners.values().for_each(|(t, _)| t.abort());
+            return Err(Error::not_found(ObjectKind::Container, name));
+        };
+        c.listeners = listeners;
+        c.state = ContainerState::Running;
+        let daemons = c
+            .spec
+            .env
+            .iter()
+            .find(|e| e.key == crate::catalog::DAEMONS_ENV)
+            .map(|e| e.value.expose().to_string())
+            .unwrap_or_default();
+        c.log.push(format!("[init] starting daemons: {daemons}"));
+        Ok(())
+    }
+
+    async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
+        let mut s = self.enter(Op::InspectContainer)?;
+        let hide_ports = s.unassigned_inspections > 0
+            && s.containers
+                .get(name)
+                .is_some_and(|c| c.state == ContainerState::Running);
+        if hide_ports {
+            s.unassigned_inspections -= 1;
+        }
+        let wildcard = s.publish_wildcard;
+        let c = s
+            .containers
+            .get(name)
+            .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+        Ok(info_of(name, c, hide_ports, wildcard))
+    }
+
+    async fn remove_container(&self, name: &str) -> Result<()> {
+        let mut s = self.enter(Op::RemoveContainer)?;
+        if let Some(mut c) = s.containers.remove(name) {
+            c.stop();
+        }
+        Ok(())
+    }
+
+    async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
+        let s = self.enter(Op::ListContainers)?;
+        Ok(s.containers
+            .iter()
+            .filter(|(_, c)| selector.matches(&c.spec.labels))
+            .map(|(name, c)| info_of(name, c, false, s.publish_wildcard))
+            .collect())
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        let s = self.enter(Op::Image)?;
+        Ok(s.images.get(reference).cloned())
+    }
+
+    async fn logs(
+        &self,
+        name: &str,
+        options: LogOptions,
+        sink: &mut (dyn FnMut(String) -> bool + Send),
+    ) -> Result<()> {
+        let lines = {
+            let s = self.enter(Op::Logs)?;
+            let c = s
+                .containers
+                .get(name)
+                .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+            let skip = options
+                .tail
+                .map_or(0, |t| c.log.len().saturating_sub(t));
+            c.log[skip..].to_vec()
+        };
+        for line in lines {
+            if !sink(line) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn info_of(name: &str, c: &MemContainer, hide_ports: bool, wildcard: bool) -> ContainerInfo {
+    let ports = c
+        .spec
+        .publish
+        .iter()
+        .map(|p| PortBinding {
+            container_port: p.container_port,
+            host_ip: if wildcard {
+                None
+            } else {
+                Some(IpAddr::V4(p.host_ip))
+            },
+            host_port: c
+                .listeners
+                .get(&p.container_port)
+                .map(|(_, hp)| *hp)
+                .filter(|_| !hide_ports),
+        })
+        .collect();
+    ContainerInfo {
+        name: name.to_string(),
+        id: c.id.clone(),
+        image: c.spec.image.clone(),
+        state: c.state.clone(),
+        health: None,
+        labels: c.spec.labels.clone(),
+        networks: BTreeMap::from([(c.spec.network.clone(), c.spec.ipv4)]),
+        ports,
+        created: Some(c.created),
+    }
+}

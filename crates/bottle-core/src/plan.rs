@@ -1,0 +1,440 @@
+//! The planner: spec + catalog + what is in use -> `BundlePlan`. Pure: no IO, no clock, no
+//! randomness, so the same inputs always give the same plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::allowlist::AllowRule;
+use crate::catalog::{Catalog, DaemonDef, Facing, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::runtime::{ImageInfo, Labels, Limits, Mount, PublishSpec, Security};
+use crate::spec::{BottleSpec, EnvEntry, LoopbackChoice};
+
+/// Default subnet pool: a /16 in 10.0.0.0/8 clear of Docker's (172.17/16 and up, 192.168/16)
+/// and Podman's (10.88/16, 10.89/16 and up) default pools.
+pub const DEFAULT_SUBNET_POOL: &str = "10.213.0.0/16";
+/// Default loopback pool: one address per bottle, away from 127.0.0.1.
+pub const DEFAULT_LOOPBACK_POOL: &str = "127.77.0.0/16";
+/// Default memory limit of a bundle.
+pub const DEFAULT_MEMORY_BYTES: u64 = 128 * 1024 * 1024;
+/// Default pids limit of a bundle.
+pub const DEFAULT_PIDS: i64 = 256;
+
+/// Host-wide allocation settings, the same for every bottle of one lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pools {
+    /// Names are `<prefix>-bundle-<slug>` and `<prefix>-sidecars-<slug>`.
+    pub prefix: String,
+    /// Where /24 subnets come from, unless the spec names its own pool.
+    pub subnet_pool: Ipv4Net,
+    /// Where loopback addresses come from, unless the spec names its own choice.
+    pub loopback: LoopbackChoice,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        Pools {
+            prefix: "bottle".into(),
+            subnet_pool: DEFAULT_SUBNET_POOL.parse().expect("valid default pool"),
+            loopback: LoopbackChoice::Pool(
+                DEFAULT_LOOPBACK_POOL.parse().expect("valid default pool"),
+            ),
+        }
+    }
+}
+
+/// What is taken on the engine: subnets of every network (ours or not), and loopback
+/// addresses of every bottle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InUse {
+    pub subnets: Vec<Ipv4Net>,
+    pub loopbacks: BTreeSet<Ipv4Addr>,
+}
+
+/// What the image declares about itself in its labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageProfile {
+    /// The catalog the image provides, when it declares one.
+    pub catalog: Option<Catalog>,
+    /// Capabilities its daemons need.
+    pub cap_add: Vec<String>,
+    /// Paths its daemons write to.
+    pub tmpfs: Vec<String>,
+}
+
+impl ImageProfile {
+    /// Reads the profile from an image's labels; a malformed catalog label is an error that
+    /// names the image.
+    pub fn from_image(image: &str, info: &ImageInfo) -> Result<Self> {
+        let csv = |key| {
+            info.labels
+                .get(key)
+                .map(|v: &String| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let catalog = match info.labels.get(labels::CATALOG) {
+            Some(json) => Some(Catalog::from_json(json).map_err(|e| Error::Engine {
+                engine: "image".into(),
+                operation: "reading the catalog label of image".into(),
+                target: image.into(),
+                message: e.to_string(),
+                source: None,
+            })?),
+            None => None,
+        };
+        Ok(ImageProfile {
+            catalog,
+            cap_add: csv(labels::IMAGE_CAP_ADD),
+            tmpfs: csv(labels::IMAGE_TMPFS),
+        })
+    }
+}
+
+/// How one environment variable of the bundle gets its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum PlannedEnv {
+    /// A value the plan may show.
+    Value { key: String, value: String },
+    /// Read from the launcher's environment when the bundle is created; never in the plan.
+    Inherit { key: String },
+}
+
+/// Everything `up` will create, decided before anything is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundlePlan {
+    pub slug: String,
+    pub image: String,
+    pub network_name: String,
+    pub container_name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub bundle_ip: Ipv4Addr,
+    pub loopback: Ipv4Addr,
+    /// The daemons the bundle runs, in catalog order.
+    pub daemons: Vec<DaemonDef>,
+    pub env: Vec<PlannedEnv>,
+    pub mounts: Vec<Mount>,
+    /// Agent-facing container ports, published on `loopback` with random host ports.
+    pub publish: Vec<PublishSpec>,
+    pub network_labels: Labels,
+    pub container_labels: Labels,
+    #[serde(skip)]
+    pub security: Security,
+    pub limits: Limits,
+}
+
+impl BundlePlan {
+    /// The daemons whose ports are published for the agent.
+    pub fn agent_facing(&self) -> impl Iterator<Item = &DaemonDef> {
+        self.daemons.iter().filter(|d| d.facing == Facing::Agent)
+    }
+}
+
+/// `<prefix>-bundle-<slug>`.
+pub fn network_name(prefix: &str, slug: &str) -> String {
+    format!("{prefix}-bundle-{slug}")
+}
+
+/// `<prefix>-sidecars-<slug>`.
+pub fn container_name(prefix: &str, slug: &str) -> String {
+    format!("{prefix}-sidecars-{slug}")
+}
+
+/// FNV-1a, 64 bit: a stable hash across platforms and Rust versions (std's hasher is neither),
+/// so a slug's first-choice subnet is the same on every machine.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The `i`-th /24 of `pool`.
+fn nth_subnet(pool: &Ipv4Net, i: u32) -> Ipv4Net {
+    let base = u32::from(pool.network());
+    Ipv4Net::new(Ipv4Addr::from(base + (i << 8)), 24).expect("prefix 24 is valid")
+}
+
+/// How many /24s `pool` holds.
+fn subnet_count(pool: &Ipv4Net) -> u32 {
+    1u32 << (24 - pool.prefix_len().min(24))
+}
+
+/// The subnet a slug tries first in `pool`: a hash of the slug. Two slugs can share it; the
+/// allocator probes onwards from it.
+pub fn first_choice_subnet(slug: &str, pool: &Ipv4Net) -> Ipv4Net {
+    let n = subnet_count(pool);
+    nth_subnet(pool, (stable_hash(slug) % u64::from(n)) as u32)
+}
+
+/// The first free /24 of `pool`, starting at the slug's first choice and probing onwards.
+pub fn allocate_subnet(slug: &str, pool: &Ipv4Net, taken: &[Ipv4Net]) -> Result<Ipv4Net> {
+    let n = subnet_count(pool);
+    let start = (stable_hash(slug) % u64::from(n)) as u32;
+    (0..n)
+        .map(|k| nth_subnet(pool, (start + k) % n))
+        .find(|candidate| !taken.iter().any(|t| overlaps(candidate, t)))
+        .ok_or_else(|| Error::PoolExhausted {
+            what: "subnet",
+            pool: pool.to_string(),
+        })
+}
+
+/// Whether an address of a loopback pool may be handed out: not the pool's network or
+/// broadcast address, not `.0`/`.255` of any /24 (tools treat those oddly), not 127.0.0.1.
+fn usable_loopback(pool: &Ipv4Net, addr: Ipv4Addr) -> bool {
+    let last = addr.octets()[3];
+    (pool.prefix_len() >= 31 || (addr != pool.network() && addr != pool.broadcast()))
+        && last != 0
+        && last != 255
+        && addr != Ipv4Addr::LOCALHOST
+}
+
+/// A loopback address for the slug: the fixed one, or the first free one of the pool starting
+/// at the slug's hash.
+pub fn allocate_loopback(
+    slug: &str,
+    choice: &LoopbackChoice,
+    taken: &BTreeSet<Ipv4Addr>,
+) -> Result<Ipv4Addr> {
+    let pool = match choice {
+        LoopbackChoice::Fixed(addr) => return Ok(*addr),
+        LoopbackChoice::Pool(pool) => pool,
+    };
+    let base = u32::from(pool.network());
+    let n = 1u64 << (32 - pool.prefix_len());
+    // A second, differently seeded hash, so that subnet and loopback collisions are unrelated.
+    let start = stable_hash(&format!("loopback/{slug}")) % n;
+    (0..n)
+        .map(|k| Ipv4Addr::from(base + ((start + k) % n) as u32))
+        .find(|a| usable_loopback(pool, *a) && !taken.contains(a))
+        .ok_or_else(|| Error::PoolExhausted {
+            what: "loopback address",
+            pool: pool.to_string(),
+        })
+}
+
+/// The daemons a spec selects from a catalog, or the error naming what the image lacks.
+pub fn select_daemons(spec: &BottleSpec, catalog: &Catalog, image: &str) -> Result<Vec<DaemonDef>> {
+    let seed = Catalog::seed();
+    let lacks = |when: When| {
+        let daemon = seed
+            .first_when(when)
+            .map_or_else(|| format!("{when:?}"), |d| d.name.clone());
+        Error::ImageLacksDaemon {
+            image: image.to_string(),
+            daemon,
+            provided: catalog.names(),
+        }
+    };
+    if !spec.git_upstreams.is_empty() && catalog.first_when(When::GitUpstreams).is_none() {
+        return Err(lacks(When::GitUpstreams));
+    }
+    if spec.supervise && catalog.first_when(When::Supervise).is_none() {
+        return Err(lacks(When::Supervise));
+    }
+    spec.check_daemons(catalog)?;
+    Ok(catalog
+        .daemons
+        .iter()
+        .filter(|d| match d.when {
+            When::Always => true,
+            When::GitUpstreams => !spec.git_upstreams.is_empty(),
+            When::Supervise => spec.supervise,
+            When::Requested => spec.daemons.contains(&d.name),
+        })
+        .cloned()
+        .collect())
+}
+
+/// Plans a bundle. `catalog` is the effective catalog (the image's, or the default).
+pub fn plan(
+    spec: &BottleSpec,
+    image: &str,
+    catalog: &Catalog,
+    profile: &ImageProfile,
+    pools: &Pools,
+    in_use: &InUse,
+) -> Result<BundlePlan> {
+    let daemons = select_daemons(spec, catalog, image)?;
+    let subnet_pool = spec.subnet_pool.unwrap_or(pools.subnet_pool);
+    let subnet = allocate_subnet(&spec.slug, &subnet_pool, &in_use.subnets)?;
+    let loopback = allocate_loopback(
+        &spec.slug,
+        spec.loopback.as_ref().unwrap_or(&pools.loopback),
+        &in_use.loopbacks,
+    )?;
+    let host = |n: u32| Ipv4Addr::from(u32::from(subnet.network()) + n);
+    let (gateway, bundle_ip) = (host(1), host(2));
+
+    let daemon_csv = daemons
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut env = vec![PlannedEnv::Value {
+        key: DAEMONS_ENV.into(),
+        value: daemon_csv.clone(),
+    }];
+    if !spec.egress_allow.is_empty() {
+        // Normalized through the same parser the proxy uses, so the bundle sees canonical rules.
+        let rules: Vec<String> = spec
+            .egress_allow
+            .iter()
+            .map(|p| p.parse::<AllowRule>().map(|r| r.to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(crate::spec::ValidationError::from)?;
+        env.push(PlannedEnv::Value {
+            key: EGRESS_ALLOW_ENV.into(),
+            value: rules.join(","),
+        });
+    }
+    if !spec.git_upstreams.is_empty() {
+        env.push(PlannedEnv::Value {
+            key: GIT_UPSTREAMS_ENV.into(),
+            value: spec.git_upstreams.join(","),
+        });
+    }
+    env.extend(spec.env.iter().map(|e| match e {
+        EnvEntry::Value { key, value } => PlannedEnv::Value {
+            key: key.clone(),
+            value: value.clone(),
+        },
+        EnvEntry::Inherit { key } => PlannedEnv::Inherit { key: key.clone() },
+    }));
+
+    let publish = daemons
+        .iter()
+        .filter(|d| d.facing == Facing::Agent)
+        .map(|d| PublishSpec {
+            container_port: d.port,
+            host_ip: loopback,
+        })
+        .collect();
+
+    let common: Labels = BTreeMap::from([
+        (labels::MANAGED.into(), "true".into()),
+        (labels::PREFIX.into(), pools.prefix.clone()),
+        (labels::SLUG.into(), spec.slug.clone()),
+        (labels::LOOPBACK.into(), loopback.to_string()),
+        (labels::SUBNET.into(), subnet.to_string()),
+    ]);
+    let mut network_labels = common.clone();
+    network_labels.insert(labels::ROLE.into(), labels::ROLE_NETWORK.into());
+    let mut container_labels = common;
+    container_labels.insert(labels::ROLE.into(), labels::ROLE_BUNDLE.into());
+    container_labels.insert(labels::DAEMONS.into(), daemon_csv);
+    container_labels.insert(
+        labels::CATALOG.into(),
+        Catalog {
+            daemons: daemons.clone(),
+        }
+        .to_json(),
+    );
+
+    let tmpfs = if profile.tmpfs.is_empty() {
+        vec!["/tmp".to_string()]
+    } else {
+        profile.tmpfs.clone()
+    };
+    Ok(BundlePlan {
+        slug: spec.slug.clone(),
+        image: image.to_string(),
+        network_name: network_name(&pools.prefix, &spec.slug),
+        container_name: container_name(&pools.prefix, &spec.slug),
+        subnet,
+        gateway,
+        bundle_ip,
+        loopback,
+        daemons,
+        env,
+        mounts: spec.mounts.clone(),
+        publish,
+        network_labels,
+        container_labels,
+        security: Security {
+            no_new_privileges: true,
+            drop_all_capabilities: true,
+            cap_add: profile.cap_add.clone(),
+            read_only_rootfs: true,
+            tmpfs,
+            user: None,
+        },
+        limits: Limits {
+            memory_bytes: Some(spec.limits.memory_bytes.unwrap_or(DEFAULT_MEMORY_BYTES)),
+            pids: Some(spec.limits.pids.unwrap_or(DEFAULT_PIDS)),
+        },
+    })
+}
+
+/// One agent-facing daemon's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonEndpoint {
+    pub daemon: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub url: String,
+}
+
+/// What the agent is handed: its variables and its one-address allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentEndpoints {
+    pub slug: String,
+    pub loopback: Ipv4Addr,
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `GIT_GATE_URL`, `MCP_SUPERVISE_URL`, `NO_PROXY`, ... as
+    /// the catalog says.
+    pub env: BTreeMap<String, String>,
+    /// The agent's network allowlist: exactly `<loopback>/32`.
+    pub allow_cidrs: Vec<String>,
+    pub daemons: Vec<DaemonEndpoint>,
+}
+
+/// Builds the agent's endpoints from the agent-facing daemons and their host ports.
+///
+/// `host_ports` maps container port to host port; a daemon without an entry is skipped.
+pub fn agent_endpoints(
+    slug: &str,
+    loopback: Ipv4Addr,
+    daemons: &[DaemonDef],
+    host_ports: &BTreeMap<u16, u16>,
+) -> AgentEndpoints {
+    let mut env = BTreeMap::new();
+    let mut endpoints = Vec::new();
+    for d in daemons.iter().filter(|d| d.facing == Facing::Agent) {
+        let Some(&host_port) = host_ports.get(&d.port) else {
+            continue;
+        };
+        let url = format!("{}://{loopback}:{host_port}{}", d.scheme, d.path);
+        for var in &d.vars {
+            env.insert(var.clone(), url.clone());
+        }
+        endpoints.push(DaemonEndpoint {
+            daemon: d.name.clone(),
+            container_port: d.port,
+            host_port,
+            url,
+        });
+    }
+    env.insert("NO_PROXY".into(), loopback.to_string());
+    AgentEndpoints {
+        slug: slug.to_string(),
+        loopback,
+        env,
+        allow_cidrs: vec![format!("{loopback}/32")],
+        daemons: endpoints,
+    }
+}

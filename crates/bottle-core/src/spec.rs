@@ -1,0 +1,499 @@
+//! What a caller asks for (`BottleSpec`) and the rules it must meet before any engine call.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Component, Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::allowlist::{AllowRule, PatternError};
+use crate::catalog::{Catalog, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV};
+use crate::runtime::{Limits, Mount};
+
+/// The longest slug: it becomes part of engine object names (`bottle-sidecars-<slug>`).
+pub const MAX_SLUG_LEN: usize = 40;
+/// The smallest memory limit engines accept for a container (Docker refuses less than 6 MiB).
+pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
+/// The largest memory limit we accept: beyond this the limit means nothing.
+pub const MAX_MEMORY_BYTES: u64 = 1 << 40;
+/// The pids limit range: fewer than 8 cannot start the daemons; more than 4 Mi is not a limit.
+pub const PIDS_RANGE: std::ops::RangeInclusive<i64> = 8..=4_194_304;
+
+/// One environment entry of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvEntry {
+    /// `KEY=VALUE`: the value is stored in the spec and may be shown.
+    Value { key: String, value: String },
+    /// A bare `KEY`: the value is read from the launcher's environment when the bundle is
+    /// created, and never stored, logged, labelled or shown.
+    Inherit { key: String },
+}
+
+impl EnvEntry {
+    /// Parses `KEY=VALUE` or a bare `KEY`. The error never contains the value.
+    pub fn parse(entry: &str) -> Result<Self, ValidationError> {
+        let parsed = match entry.split_once('=') {
+            Some((key, value)) => EnvEntry::Value {
+                key: key.to_string(),
+                value: value.to_string(),
+            },
+            None => EnvEntry::Inherit {
+                key: entry.to_string(),
+            },
+        };
+        validate_env_key(parsed.key())?;
+        Ok(parsed)
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            EnvEntry::Value { key, .. } | EnvEntry::Inherit { key } => key,
+        }
+    }
+}
+
+/// Where the bottle's agent-facing ports are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoopbackChoice {
+    /// A free address of this pool (inside 127.0.0.0/8), one per bottle.
+    Pool(Ipv4Net),
+    /// Exactly this address, shared with whatever else uses it.
+    Fixed(Ipv4Addr),
+}
+
+/// Everything a caller asks for when bringing a bottle up.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BottleSpec {
+    /// The bottle's name: 1-40 of `a-z`, `0-9`, `-`, starting and ending with a letter or digit.
+    pub slug: String,
+    /// The bundle image; empty means the lifecycle's default image.
+    #[serde(default)]
+    pub image: String,
+    /// Bundle environment entries.
+    #[serde(default)]
+    pub env: Vec<EnvEntry>,
+    /// Bind mounts into the bundle.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Egress allowlist patterns (`example.com`, `*.example.com:443`).
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
+    /// Git upstream URLs; declaring any turns the git gate on.
+    #[serde(default)]
+    pub git_upstreams: Vec<String>,
+    /// Turns the supervise daemon on.
+    #[serde(default)]
+    pub supervise: bool,
+    /// Daemons the catalog marks `when = "requested"` that this bottle wants.
+    #[serde(default)]
+    pub daemons: Vec<String>,
+    /// Where to publish; `None` uses the lifecycle's default pool.
+    #[serde(default)]
+    pub loopback: Option<LoopbackChoice>,
+    /// The pool of /24 subnets to allocate from; `None` uses the lifecycle's default.
+    #[serde(default)]
+    pub subnet_pool: Option<Ipv4Net>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A rule the input broke. Every variant names the field; none contains a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    #[error("slug: must not be empty (use 1-{MAX_SLUG_LEN} characters of a-z, 0-9 and -)")]
+    SlugEmpty,
+    #[error("slug: is {len} characters long, the limit is {MAX_SLUG_LEN} (it becomes part of engine object names)")]
+    SlugTooLong { len: usize },
+    #[error("slug: {slug:?} {reason} (use a-z, 0-9 and -, starting and ending with a letter or digit)")]
+    SlugCharset { slug: String, reason: &'static str },
+    #[error("image: {image:?} is not a valid image reference")]
+    Image { image: String },
+    #[error("env: key {key:?} is invalid (use letters, digits and _, not starting with a digit)")]
+    EnvKey { key: String },
+    #[error("env: key {key} is given twice")]
+    EnvDuplicate { key: String },
+    #[error("env: key {key} is set by bottle itself and cannot be overridden")]
+    EnvReserved { key: String },
+    #[error("env: bare key {key} is not set in the launcher's environment (export it, or pass {key}=VALUE)")]
+    EnvInheritMissing { key: String },
+    #[error("env: value of {key} contains a NUL byte")]
+    EnvValueNul { key: String },
+    #[error("mounts: host path {path:?} {reason}")]
+    MountHostPath { path: PathBuf, reason: &'static str },
+    #[error("mounts: container path {path:?} {reason}")]
+    MountContainerPath { path: PathBuf, reason: &'static str },
+    #[error("mounts: container path {path:?} is mounted twice")]
+    MountDuplicate { path: PathBuf },
+    #[error("egress_allow: {0}")]
+    Allow(#[from] PatternError),
+    #[error("git_upstreams: {upstream:?} {reason}")]
+    GitUpstream {
+        upstream: String,
+        reason: &'static str,
+    },
+    #[error("daemons: unknown daemon {name:?} (known: {known})")]
+    UnknownDaemon { name: String, known: String },
+    #[error("daemons: {name} runs on its own condition ({reason}); do not list it")]
+    DaemonNotRequestable { name: String, reason: &'static str },
+    #[error("loopback: {address} is not inside 127.0.0.0/8 (the bottle must be published on loopback only)")]
+    LoopbackNotLoopback { address: String },
+    #[error("loopback: pool {pool} {reason}")]
+    LoopbackPool { pool: String, reason: &'static str },
+    #[error("subnet_pool: {pool} {reason}")]
+    SubnetPool { pool: String, reason: &'static str },
+    #[error("limits.{field}: {reason}")]
+    Limit {
+        field: &'static str,
+        reason: String,
+    },
+    #[error("catalog: {reason}")]
+    Catalog { reason: String },
+    #[error("{field}: {reason}")]
+    Other { field: String, reason: String },
+}
+
+impl ValidationError {
+    /// The name of the field the rule is about, as in the bottle file.
+    pub fn field(&self) -> &str {
+        use ValidationError::*;
+        match self {
+            SlugEmpty | SlugTooLong { .. } | SlugCharset { .. } => "slug",
+            Image { .. } => "image",
+            EnvKey { .. }
+            | EnvDuplicate { .. }
+            | EnvReserved { .. }
+            | EnvInheritMissing { .. }
+            | EnvValueNul { .. } => "env",
+            MountHostPath { .. } | MountContainerPath { .. } | MountDuplicate { .. } => "mounts",
+            Allow(_) => "egress_allow",
+            GitUpstream { .. } => "git_upstreams",
+            UnknownDaemon { .. } | DaemonNotRequestable { .. } => "daemons",
+            LoopbackNotLoopback { .. } | LoopbackPool { .. } => "loopback",
+            SubnetPool { .. } => "subnet_pool",
+            Limit { field, .. } => field,
+            Catalog { .. } => "catalog",
+            Other { field, .. } => field,
+        }
+    }
+}
+
+/// Checks a slug: 1-40 of `a-z`, `0-9`, `-`, starting and ending with a letter or digit.
+pub fn validate_slug(slug: &str) -> Result<(), ValidationError> {
+    let bad = |reason| {
+        Err(ValidationError::SlugCharset {
+            slug: slug.escape_debug().to_string(),
+            reason,
+        })
+    };
+    if slug.is_empty() {
+        return Err(ValidationError::SlugEmpty);
+    }
+    if slug.chars().count() > MAX_SLUG_LEN {
+        return Err(ValidationError::SlugTooLong {
+            len: slug.chars().count(),
+        });
+    }
+    if slug.bytes().any(|b| b.is_ascii_uppercase()) {
+        return bad("has uppercase letters");
+    }
+    if !slug
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return bad("has a character other than a-z, 0-9 and -");
+    }
+    if slug.starts_with('-') || slug.ends_with('-') {
+        return bad("starts or ends with -");
+    }
+    Ok(())
+}
+
+/// Whether `key` is a portable environment variable name.
+pub fn is_valid_env_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && key.len() <= 255
+}
+
+fn validate_env_key(key: &str) -> Result<(), ValidationError> {
+    if is_valid_env_key(key) {
+        Ok(())
+    } else {
+        Err(ValidationError::EnvKey {
+            key: key.escape_debug().to_string(),
+        })
+    }
+}
+
+/// Checks a host path: absolute, without `..`, and present on this host.
+fn validate_host_path(path: &Path) -> Result<(), ValidationError> {
+    let bad = |reason| {
+        Err(ValidationError::MountHostPath {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    if !path.is_absolute() {
+        return bad("is relative (use an absolute path)");
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return bad("contains .. (use the resolved path)");
+    }
+    if path.as_os_str().as_encoded_bytes().contains(&b',') {
+        return bad("contains a comma, which engines' mount syntax cannot carry");
+    }
+    if !path.exists() {
+        return bad("does not exist on this host");
+    }
+    Ok(())
+}
+
+fn validate_container_path(path: &Path) -> Result<(), ValidationError> {
+    let bad = |reason| {
+        Err(ValidationError::MountContainerPath {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    if !path.is_absolute() {
+        return bad("is relative (use an absolute path)");
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return bad("contains ..");
+    }
+    if path == Path::new("/") {
+        return bad("is the root directory");
+    }
+    if path.as_os_str().as_encoded_bytes().contains(&b',')
+        || path.as_os_str().as_encoded_bytes().contains(&b':')
+    {
+        return bad("contains a comma or colon, which engines' mount syntax cannot carry");
+    }
+    Ok(())
+}
+
+/// Checks a loopback choice: addresses and pools inside 127.0.0.0/8.
+pub fn validate_loopback(choice: &LoopbackChoice) -> Result<(), ValidationError> {
+    let loopback_net = Ipv4Net::new(Ipv4Addr::new(127, 0, 0, 0), 8).expect("valid prefix");
+    match choice {
+        LoopbackChoice::Fixed(addr) => {
+            if !addr.is_loopback() {
+                return Err(ValidationError::LoopbackNotLoopback {
+                    address: addr.to_string(),
+                });
+            }
+        }
+        LoopbackChoice::Pool(pool) => {
+            if !loopback_net.contains(pool) {
+                return Err(ValidationError::LoopbackPool {
+                    pool: pool.to_string(),
+                    reason: "is not inside 127.0.0.0/8",
+                });
+            }
+            if pool.prefix_len() > 30 {
+                return Err(ValidationError::LoopbackPool {
+                    pool: pool.to_string(),
+                    reason: "is too small (use /30 or larger)",
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a subnet pool: private (RFC 1918), /24 or larger, and its network address.
+pub fn validate_subnet_pool(pool: &Ipv4Net) -> Result<(), ValidationError> {
+    let bad = |reason| {
+        Err(ValidationError::SubnetPool {
+            pool: pool.to_string(),
+            reason,
+        })
+    };
+    if pool.prefix_len() > 24 {
+        return bad("is smaller than a /24 (each bottle takes a /24)");
+    }
+    if pool.addr() != pool.network() {
+        return bad("is not a network address (host bits are set)");
+    }
+    if !pool.network().is_private() || !pool.broadcast().is_private() {
+        return bad("is not inside a private range (10/8, 172.16/12, 192.168/16)");
+    }
+    Ok(())
+}
+
+/// Checks an image reference loosely: no whitespace or control characters, not empty.
+fn validate_image(image: &str) -> Result<(), ValidationError> {
+    let ok = !image.is_empty()
+        && image.len() <= 512
+        && !image.starts_with(['-', ':', '@', '/'])
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./:@_-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::Image {
+            image: image.escape_debug().to_string(),
+        })
+    }
+}
+
+fn validate_git_upstream(upstream: &str) -> Result<(), ValidationError> {
+    let bad = |reason| {
+        Err(ValidationError::GitUpstream {
+            upstream: upstream.escape_debug().to_string(),
+            reason,
+        })
+    };
+    if upstream.is_empty() {
+        return bad("is empty");
+    }
+    if upstream
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+    {
+        return bad("contains whitespace, a control character or a comma");
+    }
+    let scheme_ok = ["https://", "http://", "ssh://", "git://"]
+        .iter()
+        .any(|s| upstream.starts_with(s))
+        || (upstream.contains('@') && upstream.contains(':'));
+    if !scheme_ok {
+        return bad("is not a git URL (https://, ssh://, git:// or user@host:path)");
+    }
+    Ok(())
+}
+
+fn validate_limits(limits: &Limits) -> Result<(), ValidationError> {
+    if let Some(m) = limits.memory_bytes {
+        if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&m) {
+            return Err(ValidationError::Limit {
+                field: "memory_bytes",
+                reason: format!(
+                    "{m} bytes is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} (engines refuse less than 6 MiB)"
+                ),
+            });
+        }
+    }
+    if let Some(p) = limits.pids {
+        if !PIDS_RANGE.contains(&p) {
+            return Err(ValidationError::Limit {
+                field: "pids",
+                reason: format!(
+                    "{p} is outside {}..={} (the daemons need a few processes)",
+                    PIDS_RANGE.start(),
+                    PIDS_RANGE.end()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl BottleSpec {
+    /// A spec with this slug and every other field at its default.
+    pub fn new(slug: impl Into<String>) -> Self {
+        BottleSpec {
+            slug: slug.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Checks every rule that needs neither an engine nor a catalog: slug, image, env (a bare
+    /// key must be present in `env_lookup`), mounts, allowlist, git upstreams, loopback, subnet
+    /// pool and limits. [`BottleSpec::check_daemons`] checks the rest once the catalog is known.
+    pub fn validate(
+        &self,
+        env_lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ValidationError> {
+        validate_slug(&self.slug)?;
+        if !self.image.is_empty() {
+            validate_image(&self.image)?;
+        }
+
+        let mut keys = BTreeSet::new();
+        for entry in &self.env {
+            let key = entry.key();
+            validate_env_key(key)?;
+            if [DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV].contains(&key) {
+                return Err(ValidationError::EnvReserved { key: key.into() });
+            }
+            if !keys.insert(key) {
+                return Err(ValidationError::EnvDuplicate { key: key.into() });
+            }
+            let value = match entry {
+                EnvEntry::Value { value, .. } => Some(value.clone()),
+                EnvEntry::Inherit { key } => Some(
+                    env_lookup(key)
+                        .ok_or_else(|| ValidationError::EnvInheritMissing { key: key.clone() })?,
+                ),
+            };
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(ValidationError::EnvValueNul { key: key.into() });
+            }
+        }
+
+        let mut targets = BTreeSet::new();
+        for m in &self.mounts {
+            validate_host_path(&m.host_path)?;
+            validate_container_path(&m.container_path)?;
+            if !targets.insert(&m.container_path) {
+                return Err(ValidationError::MountDuplicate {
+                    path: m.container_path.clone(),
+                });
+            }
+        }
+
+        for pattern in &self.egress_allow {
+            pattern.parse::<AllowRule>()?;
+        }
+        for upstream in &self.git_upstreams {
+            validate_git_upstream(upstream)?;
+        }
+        if let Some(choice) = &self.loopback {
+            validate_loopback(choice)?;
+        }
+        if let Some(pool) = &self.subnet_pool {
+            validate_subnet_pool(pool)?;
+        }
+        validate_limits(&self.limits)
+    }
+
+    /// Checks the requested daemons against `catalog`: each is known and runs on request.
+    pub fn check_daemons(&self, catalog: &Catalog) -> Result<(), ValidationError> {
+        let mut requested = BTreeSet::new();
+        for name in &self.daemons {
+            let daemon = catalog
+                .get(name)
+                .ok_or_else(|| ValidationError::UnknownDaemon {
+                    name: name.escape_debug().to_string(),
+                    known: catalog.names(),
+                })?;
+            let reason = match daemon.when {
+                When::Requested => None,
+                When::Always => Some("it always runs"),
+                When::GitUpstreams => Some("it runs when git_upstreams are declared"),
+                When::Supervise => Some("it runs when supervise = true"),
+            };
+            if let Some(reason) = reason {
+                return Err(ValidationError::DaemonNotRequestable {
+                    name: name.clone(),
+                    reason,
+                });
+            }
+            if !requested.insert(name) {
+                return Err(ValidationError::Other {
+                    field: "daemons".into(),
+                    reason: format!("daemon {name} is listed twice"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
