@@ -1,2 +1,43 @@
-//! Project automation; see `cargo xtask help`.
-fn main() {}
+//! Project automation: `cargo xtask <task>`. Run `cargo xtask help` for the list.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod engines;
+mod image;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <task>
+
+Tasks:
+  ci        fmt check, clippy (warnings denied), engines, reference image, every test
+  engines   make Docker and Podman reachable (install and start them when absent)
+  image     build the reference bundle image archive (target/bottle-sidecars.tar)
+  help      this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let result = match task {
+        "ci" => ci::run(rest),
+        "engines" => engines::run(rest),
+        "image" => image::run(rest).map(drop),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown task {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
