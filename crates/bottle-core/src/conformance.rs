@@ -1,1 +1,608 @@
-//! placeholder
+//! The conformance suite: the behaviour every [`ContainerRuntime`] must show, as plain async
+//! functions that panic on a violation. Each backend's tests call every case (see
+//! [`CASES`]); a downstream adapter does the same against its engine.
+//!
+//! Cases clean up after themselves and name their objects from [`Fixture::prefix`] and the case
+//! name, so cases can run concurrently on one engine and beside other users of it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ipnet::Ipv4Net;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::labels;
+use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress};
+use crate::memory::Op;
+use crate::plan::{first_choice_subnet, Pools};
+use crate::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
+    Labels, Limits, LogOptions, NetworkInfo, NetworkSpec, PublishSpec, Security,
+};
+use crate::spec::{BottleSpec, LoopbackChoice};
+
+/// What a backend's tests hand the suite.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// An image present on the engine whose labels declare a catalog with at least one
+    /// agent-facing daemon that accepts connections once started (the reference image does).
+    pub image: String,
+    /// A prefix unique to this test run, for every object name (`bt-docker`).
+    pub prefix: String,
+    /// A private pool of /24s reserved for this run.
+    pub subnet_pool: Ipv4Net,
+    /// A loopback pool reserved for this run.
+    pub loopback_pool: Ipv4Net,
+}
+
+impl Fixture {
+    /// The `i`-th /24 of the pool, for cases that create networks directly. Cases use indices
+    /// 0-31; lifecycle cases allocate from the whole pool and skip taken subnets.
+    fn subnet(&self, i: u32) -> Ipv4Net {
+        let base = u32::from(self.subnet_pool.network()) + (i << 8);
+        Ipv4Net::new(Ipv4Addr::from(base), 24).expect("valid prefix")
+    }
+
+    /// A loopback address of the pool for direct cases (index 1-200 of its first /24).
+    fn loopback(&self, i: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.loopback_pool.network()) + 256 * 255 + i)
+    }
+
+    fn name(&self, case: &str, what: &str) -> String {
+        format!("{}-{case}-{what}", self.prefix)
+    }
+
+    fn labels(&self, case: &str) -> Labels {
+        Labels::from([
+            ("io.bottle.conformance".to_string(), self.prefix.clone()),
+            ("io.bottle.conformance.case".to_string(), case.to_string()),
+        ])
+    }
+
+    /// A lifecycle whose objects are namespaced by this case.
+    pub fn lifecycle(&self, runtime: Arc<dyn ContainerRuntime>, case: &str) -> Lifecycle {
+        Lifecycle::new(runtime, self.lifecycle_config(case))
+    }
+
+    /// The lifecycle settings of a case: its own name prefix, this run's pools.
+    pub fn lifecycle_config(&self, case: &str) -> LifecycleConfig {
+        LifecycleConfig {
+            pools: Pools {
+                prefix: format!("{}-{case}", self.prefix),
+                subnet_pool: self.subnet_pool,
+                loopback: LoopbackChoice::Pool(self.loopback_pool),
+            },
+            default_image: self.image.clone(),
+            ..LifecycleConfig::default()
+        }
+    }
+
+    fn network(&self, case: &str, what: &str, subnet: Ipv4Net) -> NetworkSpec {
+        NetworkSpec {
+            name: self.name(case, what),
+            subnet,
+            gateway: host(subnet, 1),
+            labels: self.labels(case),
+        }
+    }
+
+    fn container(&self, case: &str, network: &NetworkSpec, publish: &[(u16, Ipv4Addr)]) -> ContainerSpec {
+        ContainerSpec {
+            name: self.name(case, "c"),
+            image: self.image.clone(),
+            network: network.name.clone(),
+            ipv4: host(network.subnet, 2),
+            env: Vec::new(),
+            mounts: Vec::new(),
+            publish: publish
+                .iter()
+                .map(|&(container_port, host_ip)| PublishSpec {
+                    container_port,
+                    host_ip,
+                })
+                .collect(),
+            labels: self.labels(case),
+            security: Security {
+                no_new_privileges: true,
+                drop_all_capabilities: true,
+                cap_add: Vec::new(),
+                read_only_rootfs: true,
+                tmpfs: vec!["/tmp".into()],
+                user: None,
+            },
+            limits: Limits {
+                memory_bytes: Some(64 * 1024 * 1024),
+                pids: Some(64),
+            },
+        }
+    }
+}
+
+fn host(subnet: Ipv4Net, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()) + n)
+}
+
+/// A conformance case.
+pub type Case = for<'a> fn(
+    &'a Arc<dyn ContainerRuntime>,
+    &'a Fixture,
+) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Every case, by name, for backends that run them in a loop.
+        pub const CASES: &[(&str, Case)] = &[
+            $((stringify!($name), |rt, fx| Box::pin($name(rt, fx)))),*
+        ];
+    };
+}
+
+cases!(
+    network_create_is_exclusive_and_remove_idempotent,
+    overlapping_subnet_is_subnet_conflict,
+    missing_objects,
+    container_name_is_exclusive,
+    pinned_ip_is_honoured,
+    ports_published_only_on_loopback_with_distinct_host_ports,
+    labels_round_trip_and_select,
+    remove_running_container,
+    image_lookup,
+    up_down_full_cycle,
+    up_refuses_a_slug_that_is_up,
+    up_rolls_back_at_every_step,
+    up_moves_past_a_taken_subnet,
+    two_bottles_get_distinct_subnets_and_loopbacks,
+    down_is_idempotent_and_leaves_nothing,
+    gc_removes_half_created_bottles,
+);
+
+async fn remove_all(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture, case: &str) {
+    let sel = LabelSelector::all()
+        .eq("io.bottle.conformance", &fx.prefix)
+        .eq("io.bottle.conformance.case", case);
+    for c in rt.list_containers(&sel).await.expect("list containers") {
+        rt.remove_container(&c.name).await.expect("remove container");
+    }
+    for n in rt.list_networks(&sel).await.expect("list networks") {
+        rt.remove_network(&n.name).await.expect("remove network");
+    }
+}
+
+/// Creating a network twice is `AlreadyExists` and keeps the first; removing twice succeeds.
+pub async fn network_create_is_exclusive_and_remove_idempotent(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "netx";
+    remove_all(rt, fx, case).await;
+    let spec = fx.network(case, "n", fx.subnet(0));
+    let created = rt.create_network(&spec).await.expect("create network");
+    assert_eq!(created.name, spec.name);
+    let mut again = spec.clone();
+    again.subnet = fx.subnet(1);
+    again.gateway = host(again.subnet, 1);
+    let err = rt.create_network(&again).await.expect_err("second create must fail");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    let listed = rt
+        .list_networks(&LabelSelector::all().eq("io.bottle.conformance.case", case))
+        .await
+        .expect("list");
+    let ours: Vec<_> = listed.iter().filter(|n| n.name == spec.name).collect();
+    assert_eq!(ours.len(), 1, "exactly one network named {}", spec.name);
+    assert_eq!(ours[0].subnets, vec![spec.subnet], "the first network is kept");
+    rt.remove_network(&spec.name).await.expect("remove");
+    rt.remove_network(&spec.name).await.expect("second remove succeeds");
+    let listed = rt.list_networks(&LabelSelector::all()).await.expect("list");
+    assert!(listed.iter().all(|n| n.name != spec.name), "network is gone");
+}
+
+/// A subnet that overlaps an existing network's is `SubnetConflict`, naming the subnet.
+pub async fn overlapping_subnet_is_subnet_conflict(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "overlap";
+    remove_all(rt, fx, case).await;
+    let a = fx.network(case, "a", fx.subnet(2));
+    rt.create_network(&a).await.expect("create a");
+    let b = fx.network(case, "b", fx.subnet(2));
+    let err = rt.create_network(&b).await.expect_err("overlap must fail");
+    assert_eq!(err.kind(), ErrorKind::SubnetConflict, "{err}");
+    assert!(err.to_string().contains(&fx.subnet(2).to_string()), "{err}");
+    let left = rt.list_networks(&LabelSelector::all()).await.expect("list");
+    assert!(left.iter().all(|n| n.name != b.name), "no network b was made");
+    rt.remove_network(&a.name).await.expect("remove a");
+}
+
+/// Removing missing objects succeeds; inspecting a missing container is `NotFound`.
+pub async fn missing_objects(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let name = fx.name("missing", "never-created");
+    rt.remove_container(&name).await.expect("remove missing container");
+    rt.remove_network(&name).await.expect("remove missing network");
+    let err = rt.inspect_container(&name).await.expect_err("inspect missing");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&name), "the error names the container: {err}");
+}
+
+/// Creating a container whose name exists is `AlreadyExists`.
+pub async fn container_name_is_exclusive(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "ctrx";
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(3));
+    rt.create_network(&net).await.expect("create network");
+    let spec = fx.container(case, &net, &[]);
+    rt.create_container(&spec).await.expect("create container");
+    let err = rt.create_container(&spec).await.expect_err("second create");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    remove_all(rt, fx, case).await;
+}
+
+/// The container's address on the network is the pinned one.
+pub async fn pinned_ip_is_honoured(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "pin";
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(4));
+    rt.create_network(&net).await.expect("create network");
+    let mut spec = fx.container(case, &net, &[]);
+    spec.ipv4 = host(net.subnet, 77);
+    rt.create_container(&spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+    let info = rt.inspect_container(&spec.name).await.expect("inspect");
+    assert_eq!(info.networks.get(&net.name), Some(&spec.ipv4), "{info:?}");
+    remove_all(rt, fx, case).await;
+}
+
+/// Reads host ports until assigned (bounded), checking the loopback-only rule on each read.
+async fn host_ports(
+    rt: &Arc<dyn ContainerRuntime>,
+    name: &str,
+    loopback: Ipv4Addr,
+    wanted: &[u16],
+) -> Result<(BTreeMap<u16, u16>, ContainerInfo)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = rt.inspect_container(name).await?;
+        if let Some(ports) = resolve_host_ports(name, loopback, wanted, &info.ports)? {
+            return Ok((ports, info));
+        }
+        assert!(Instant::now() < deadline, "host ports never assigned: {info:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every binding is on the requested loopback address, each port gets its own host port.
+pub async fn ports_published_only_on_loopback_with_distinct_host_ports(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "ports";
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(5));
+    rt.create_network(&net).await.expect("create network");
+    let lo = fx.loopback(5);
+    let spec = fx.container(case, &net, &[(9099, lo), (9100, lo), (9418, lo)]);
+    rt.create_container(&spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+    let (ports, info) = host_ports(rt, &spec.name, lo, &[9099, 9100, 9418])
+        .await
+        .expect("ports only on loopback");
+    assert_eq!(ports.len(), 3, "{info:?}");
+    let distinct: std::collections::BTreeSet<_> = ports.values().collect();
+    assert_eq!(distinct.len(), 3, "distinct host ports: {ports:?}");
+    for b in &info.ports {
+        assert_eq!(b.host_ip, Some(IpAddr::V4(lo)), "binding {b:?} is on {lo} only");
+    }
+    remove_all(rt, fx, case).await;
+}
+
+/// Labels come back as set, and selection by label finds exactly the labelled objects.
+pub async fn labels_round_trip_and_select(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "labels";
+    remove_all(rt, fx, case).await;
+    let mut net = fx.network(case, "n", fx.subnet(6));
+    net.labels.insert("io.bottle.test.value".into(), "a=b,c d".into());
+    rt.create_network(&net).await.expect("create network");
+    let mut spec = fx.container(case, &net, &[]);
+    spec.labels.insert("io.bottle.test.value".into(), "x".into());
+    rt.create_container(&spec).await.expect("create");
+
+    let sel = LabelSelector::all().eq("io.bottle.conformance.case", case);
+    let nets = rt.list_networks(&sel).await.expect("list networks");
+    assert_eq!(nets.len(), 1, "{nets:?}");
+    for (k, v) in &net.labels {
+        assert_eq!(nets[0].labels.get(k), Some(v), "network label {k}");
+    }
+    let ctrs = rt.list_containers(&sel).await.expect("list containers");
+    assert_eq!(ctrs.len(), 1, "one container, running or not: {ctrs:?}");
+    for (k, v) in &spec.labels {
+        assert_eq!(ctrs[0].labels.get(k), Some(v), "container label {k}");
+    }
+    let miss = sel.clone().eq("io.bottle.test.value", "y");
+    assert!(rt.list_containers(&miss).await.expect("list").is_empty());
+    let hit = sel.eq("io.bottle.test.value", "x");
+    assert_eq!(rt.list_containers(&hit).await.expect("list").len(), 1);
+    remove_all(rt, fx, case).await;
+}
+
+/// A running container is removed by one call, and is gone afterwards.
+pub async fn remove_running_container(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "rmrun";
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(7));
+    rt.create_network(&net).await.expect("create network");
+    let spec = fx.container(case, &net, &[]);
+    rt.create_container(&spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+    rt.remove_container(&spec.name).await.expect("remove running");
+    let err = rt.inspect_container(&spec.name).await.expect_err("gone");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    rt.remove_network(&net.name).await.expect("network removable after");
+}
+
+/// The fixture image is found with its catalog label; an absent image is `None`.
+pub async fn image_lookup(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let info = rt.image(&fx.image).await.expect("image").expect("present");
+    assert!(info.labels.contains_key(labels::CATALOG), "{info:?}");
+    let absent = rt
+        .image("bottle-conformance-absent:never")
+        .await
+        .expect("lookup of an absent image");
+    assert!(absent.is_none());
+}
+
+/// Checks that nothing with this lifecycle's prefix is left on the engine.
+async fn assert_nothing_left(lc: &Lifecycle) {
+    let left = lc.list().await.expect("list");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `up` returns endpoints that answer on the bottle's loopback address; `down` removes all.
+pub async fn up_down_full_cycle(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let lc = fx.lifecycle(rt.clone(), "cycle");
+    let _ = lc.down("one", &NoProgress).await;
+    let bottle = lc.up(&BottleSpec::new("one"), &NoProgress).await.expect("up");
+    let ep = &bottle.endpoints;
+    assert!(fx.loopback_pool.contains(&ep.loopback), "{ep:?}");
+    assert_eq!(ep.allow_cidrs, vec![format!("{}/32", ep.loopback)]);
+    assert!(!ep.daemons.is_empty(), "at least one agent-facing daemon");
+    assert!(ep.env.get("NO_PROXY").is_some_and(|v| v.contains(&ep.loopback.to_string())));
+    for d in &ep.daemons {
+        let addr = SocketAddr::new(IpAddr::V4(ep.loopback), d.host_port);
+        assert!(probe(addr, Duration::from_millis(25)).await, "{} answers on {addr}", d.daemon);
+        assert!(d.url.contains(&addr.to_string()), "{d:?}");
+    }
+    let info = rt
+        .inspect_container(&bottle.plan.container_name)
+        .await
+        .expect("inspect");
+    assert_eq!(
+        info.networks.get(&bottle.plan.network_name),
+        Some(&bottle.plan.bundle_ip)
+    );
+    let listed = lc.list().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].is_complete(), "{listed:?}");
+    let again = lc.endpoints("one").await.expect("endpoints re-read");
+    assert_eq!(again.env, ep.env, "endpoints re-read from the engine match");
+    lc.down("one", &NoProgress).await.expect("down");
+    assert_nothing_left(&lc).await;
+}
+
+/// `up` of a slug that is up is `AlreadyUp`, names the slug, and leaves the first intact.
+pub async fn up_refuses_a_slug_that_is_up(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let lc = fx.lifecycle(rt.clone(), "twice");
+    let _ = lc.down("dup", &NoProgress).await;
+    let first = lc.up(&BottleSpec::new("dup"), &NoProgress).await.expect("up");
+    let err = lc
+        .up(&BottleSpec::new("dup"), &NoProgress)
+        .await
+        .expect_err("second up");
+    assert_eq!(err.kind(), ErrorKind::AlreadyUp, "{err}");
+    assert!(err.to_string().contains("dup"), "{err}");
+    assert!(err.to_string().contains("bottle down dup"), "says how: {err}");
+    let still = lc.endpoints("dup").await.expect("first still usable");
+    assert_eq!(still.env, first.endpoints.env);
+    lc.down("dup", &NoProgress).await.expect("down");
+    assert_nothing_left(&lc).await;
+}
+
+/// A runtime that fails the `nth` call of one operation and passes everything else through:
+/// fault injection for any backend.
+#[derive(Debug)]
+pub struct FailNth {
+    inner: Arc<dyn ContainerRuntime>,
+    op: Op,
+    nth: usize,
+    seen: AtomicUsize,
+}
+
+impl FailNth {
+    pub fn new(inner: Arc<dyn ContainerRuntime>, op: Op, nth: usize) -> Self {
+        FailNth {
+            inner,
+            op,
+            nth,
+            seen: AtomicUsize::new(0),
+        }
+    }
+
+    fn check(&self, op: Op) -> Result<()> {
+        if op == self.op && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+            return Err(Error::Engine {
+                engine: "fault".into(),
+                operation: format!("{op:?}"),
+                target: "injected".into(),
+                message: "injected fault".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FailNth {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn info(&self) -> Result<EngineInfo> {
+        self.check(Op::Info)?;
+        self.inner.info().await
+    }
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        self.check(Op::CreateNetwork)?;
+        self.inner.create_network(spec).await
+    }
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.check(Op::RemoveNetwork)?;
+        self.inner.remove_network(name).await
+    }
+    async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
+        self.check(Op::ListNetworks)?;
+        self.inner.list_networks(selector).await
+    }
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.check(Op::CreateContainer)?;
+        self.inner.create_container(spec).await
+    }
+    async fn start_container(&self, name: &str) -> Result<()> {
+        self.check(Op::StartContainer)?;
+        self.inner.start_container(name).await
+    }
+    async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
+        self.check(Op::InspectContainer)?;
+        self.inner.inspect_container(name).await
+    }
+    async fn remove_container(&self, name: &str) -> Result<()> {
+        self.check(Op::RemoveContainer)?;
+        self.inner.remove_container(name).await
+    }
+    async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
+        self.check(Op::ListContainers)?;
+        self.inner.list_containers(selector).await
+    }
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        self.check(Op::Image)?;
+        self.inner.image(reference).await
+    }
+    async fn logs(
+        &self,
+        name: &str,
+        options: LogOptions,
+        sink: &mut (dyn FnMut(String) -> bool + Send),
+    ) -> Result<()> {
+        self.check(Op::Logs)?;
+        self.inner.logs(name, options, sink).await
+    }
+}
+
+/// A failure at each engine step of `up` returns that failure and leaves nothing behind.
+pub async fn up_rolls_back_at_every_step(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let steps = [
+        (Op::CreateNetwork, 1),
+        (Op::CreateContainer, 1),
+        (Op::StartContainer, 1),
+        (Op::InspectContainer, 1),
+    ];
+    for (op, nth) in steps {
+        let faulty: Arc<dyn ContainerRuntime> = Arc::new(FailNth::new(rt.clone(), op, nth));
+        let case = "rollback";
+        let lc = Lifecycle::new(faulty, fx.lifecycle_config(case));
+        let err = lc
+            .up(&BottleSpec::new("rb"), &NoProgress)
+            .await
+            .expect_err("up with a fault");
+        assert_eq!(err.kind(), ErrorKind::Engine, "{op:?}: {err}");
+        assert!(err.to_string().contains("injected fault"), "{op:?}: original error kept: {err}");
+        assert_nothing_left(&fx.lifecycle(rt.clone(), case)).await;
+    }
+}
+
+/// When the slug's first-choice subnet is taken by someone else's network, `up` uses another.
+pub async fn up_moves_past_a_taken_subnet(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "taken";
+    remove_all(rt, fx, case).await;
+    let lc = fx.lifecycle(rt.clone(), case);
+    let _ = lc.down("tk", &NoProgress).await;
+    let first = first_choice_subnet("tk", &fx.subnet_pool);
+    let squatter = fx.network(case, "squatter", first);
+    rt.create_network(&squatter).await.expect("create squatter");
+    let bottle = lc.up(&BottleSpec::new("tk"), &NoProgress).await.expect("up");
+    assert_ne!(bottle.plan.subnet, first, "moved past the taken subnet");
+    lc.down("tk", &NoProgress).await.expect("down");
+    remove_all(rt, fx, case).await;
+    assert_nothing_left(&lc).await;
+}
+
+/// Two bottles up at once have different subnets and loopback addresses.
+pub async fn two_bottles_get_distinct_subnets_and_loopbacks(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let lc = fx.lifecycle(rt.clone(), "pair");
+    for slug in ["left", "right"] {
+        let _ = lc.down(slug, &NoProgress).await;
+    }
+    let (left, right) = (BottleSpec::new("left"), BottleSpec::new("right"));
+    let (a, b) = tokio::join!(lc.up(&left, &NoProgress), lc.up(&right, &NoProgress));
+    let (a, b) = (a.expect("up left"), b.expect("up right"));
+    assert_ne!(a.plan.subnet, b.plan.subnet);
+    assert_ne!(a.endpoints.loopback, b.endpoints.loopback);
+    assert_ne!(a.endpoints.allow_cidrs, b.endpoints.allow_cidrs);
+    for slug in ["left", "right"] {
+        lc.down(slug, &NoProgress).await.expect("down");
+    }
+    assert_nothing_left(&lc).await;
+}
+
+/// `down` of a bottle that is not there succeeds; after `down` nothing of ours is left.
+pub async fn down_is_idempotent_and_leaves_nothing(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let lc = fx.lifecycle(rt.clone(), "downx");
+    lc.down("never", &NoProgress).await.expect("down of nothing");
+    lc.up(&BottleSpec::new("gone"), &NoProgress).await.expect("up");
+    let removed = lc.down("gone", &NoProgress).await.expect("down");
+    assert_eq!(removed.len(), 2, "container and network: {removed:?}");
+    assert!(lc.down("gone", &NoProgress).await.expect("second down").is_empty());
+    assert_nothing_left(&lc).await;
+}
+
+/// A network left without its bundle (a launcher killed between steps) is found by `gc` and
+/// removed; a complete bottle is left alone.
+pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "gc";
+    let lc = fx.lifecycle(rt.clone(), case);
+    for slug in ["whole", "half"] {
+        let _ = lc.down(slug, &NoProgress).await;
+    }
+    lc.up(&BottleSpec::new("whole"), &NoProgress).await.expect("up whole");
+    // A launch that dies right after creating its network: the network fails nothing, the
+    // container step never happens.
+    let dies = Arc::new(FailNth::new(rt.clone(), Op::CreateContainer, 1));
+    let plan = Lifecycle::new(dies, fx.lifecycle_config(case))
+        .plan(&BottleSpec::new("half"))
+        .await
+        .expect("plan");
+    rt.create_network(&NetworkSpec {
+        name: plan.network_name.clone(),
+        subnet: plan.subnet,
+        gateway: plan.gateway,
+        labels: plan.network_labels.clone(),
+    })
+    .await
+    .expect("network of the half bottle");
+
+    let would = lc.gc(true).await.expect("gc dry run");
+    assert_eq!(would.len(), 1, "{would:?}");
+    assert_eq!(would[0].name, plan.network_name);
+    assert_eq!(lc.list().await.expect("list").len(), 2, "dry run removes nothing");
+    let removed = lc.gc(false).await.expect("gc");
+    assert_eq!(removed, would);
+    let left = lc.list().await.expect("list");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].slug, "whole");
+    lc.down("whole", &NoProgress).await.expect("down");
+    assert_nothing_left(&lc).await;
+}
