@@ -606,3 +606,57 @@ pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx:
     lc.down("whole", &NoProgress).await.expect("down");
     assert_nothing_left(&lc).await;
 }
+
+/// Whether this run is CI (`CI=true`), where a missing engine is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Decides what a real-engine test does with the result of connecting to its engine: the
+/// runtime when it answers; in CI a panic naming the problem; elsewhere `None` after one line
+/// that says how to run the test.
+#[allow(clippy::print_stderr)] // A test helper: the skip line is for the person running tests.
+pub fn require_engine<R>(engine: &str, connected: Result<R>) -> Option<R> {
+    match connected {
+        Ok(rt) => Some(rt),
+        Err(e) if in_ci() => panic!("{engine} engine required in CI but unavailable: {e}"),
+        Err(e) => {
+            eprintln!(
+                "skipping {engine} tests: {e}; run `cargo xtask engines` to start the engines"
+            );
+            None
+        }
+    }
+}
+
+/// The reference image archive that `cargo xtask image` writes: `$BOTTLE_IMAGE_ARCHIVE`, else
+/// `target/bottle-sidecars.tar` of the workspace that contains `manifest_dir`.
+pub fn image_archive(manifest_dir: &str) -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("BOTTLE_IMAGE_ARCHIVE") {
+        return p.into();
+    }
+    let mut dir = std::path::PathBuf::from(manifest_dir);
+    while !dir.join("target").is_dir() && dir.pop() {}
+    dir.join("target").join("bottle-sidecars.tar")
+}
+
+/// Loads the reference image into `rt` when it is absent, and returns its reference.
+pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &str) -> String {
+    let reference = crate::lifecycle::DEFAULT_IMAGE;
+    if rt.image(reference).await.expect("image lookup").is_some() {
+        return reference.to_string();
+    }
+    let archive = image_archive(manifest_dir);
+    assert!(
+        archive.exists(),
+        "reference image archive {} is missing: run `cargo xtask image`",
+        archive.display()
+    );
+    rt.load_image(&archive).await.expect("load the reference image");
+    assert!(
+        rt.image(reference).await.expect("image lookup").is_some(),
+        "{reference} present after loading {}",
+        archive.display()
+    );
+    reference.to_string()
+}
