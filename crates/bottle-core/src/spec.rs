@@ -20,9 +20,10 @@ pub const MAX_MEMORY_BYTES: u64 = 1 << 40;
 /// The pids limit range: fewer than 8 cannot start the daemons; more than 4 Mi is not a limit.
 pub const PIDS_RANGE: std::ops::RangeInclusive<i64> = 8..=4_194_304;
 
-/// One environment entry of the bundle.
+/// One environment entry of the bundle. In a bottle file it is a string: `"KEY=VALUE"` or
+/// `"KEY"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "String", into = "String")]
 pub enum EnvEntry {
     /// `KEY=VALUE`: the value is stored in the spec and may be shown.
     Value { key: String, value: String },
@@ -54,6 +55,23 @@ impl EnvEntry {
     }
 }
 
+impl TryFrom<String> for EnvEntry {
+    type Error = ValidationError;
+
+    fn try_from(entry: String) -> Result<Self, Self::Error> {
+        EnvEntry::parse(&entry)
+    }
+}
+
+impl From<EnvEntry> for String {
+    fn from(entry: EnvEntry) -> String {
+        match entry {
+            EnvEntry::Value { key, value } => format!("{key}={value}"),
+            EnvEntry::Inherit { key } => key,
+        }
+    }
+}
+
 /// Where the bottle's agent-facing ports are published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,6 +87,8 @@ pub enum LoopbackChoice {
 #[serde(deny_unknown_fields)]
 pub struct BottleSpec {
     /// The bottle's name: 1-40 of `a-z`, `0-9`, `-`, starting and ending with a letter or digit.
+    /// A bottle file may leave it out and have the command line give it.
+    #[serde(default)]
     pub slug: String,
     /// The bundle image; empty means the lifecycle's default image.
     #[serde(default)]
