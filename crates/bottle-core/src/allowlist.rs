@@ -37,7 +37,10 @@ pub fn normalize_host(host: &str) -> Option<String> {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
     if let Some(inner) = bracketed {
-        return inner.parse::<std::net::Ipv6Addr>().ok().map(|ip| ip.to_string());
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string());
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(ip.to_string());
@@ -69,7 +72,9 @@ impl FromStr for AllowRule {
             return Err(err("is empty"));
         }
         if trimmed.contains("://") || trimmed.contains('/') {
-            return Err(err("must be a host, not a URL (write example.com or example.com:443)"));
+            return Err(err(
+                "must be a host, not a URL (write example.com or example.com:443)",
+            ));
         }
         // Split off a port: the last `:` unless the host is a bracketed or bare IPv6 literal.
         let (host, port) = match trimmed.rsplit_once(':') {

@@ -81,8 +81,8 @@ pub struct Catalog {
 impl Catalog {
     /// The original system's catalog: pipelock is the agent-facing proxy, egress is internal.
     pub fn seed() -> Self {
-        let d = |name: &str, port, facing, scheme: &str, path: &str, vars: &[&str], when| {
-            DaemonDef {
+        let d =
+            |name: &str, port, facing, scheme: &str, path: &str, vars: &[&str], when| DaemonDef {
                 name: name.into(),
                 port,
                 facing,
@@ -90,8 +90,7 @@ impl Catalog {
                 path: path.into(),
                 vars: vars.iter().map(|v| v.to_string()).collect(),
                 when,
-            }
-        };
+            };
         Catalog {
             daemons: vec![
                 d(
@@ -103,7 +102,15 @@ impl Catalog {
                     &["HTTPS_PROXY", "HTTP_PROXY"],
                     When::Always,
                 ),
-                d("egress", 9099, Facing::Internal, "http", "", &[], When::Always),
+                d(
+                    "egress",
+                    9099,
+                    Facing::Internal,
+                    "http",
+                    "",
+                    &[],
+                    When::Always,
+                ),
                 d(
                     "git-gate",
                     9418,
@@ -183,7 +190,9 @@ impl Catalog {
                 ));
             }
             let scheme_ok = !d.scheme.is_empty()
-                && d.scheme.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                && d.scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             if !scheme_ok {
                 return bad(format!("daemon {} has bad scheme {:?}", d.name, d.scheme));
             }

@@ -22,8 +22,8 @@ use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, No
 use crate::memory::Op;
 use crate::plan::{first_choice_subnet, Pools};
 use crate::runtime::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
-    Labels, Limits, LogOptions, NetworkInfo, NetworkSpec, PublishSpec, Security,
+    ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector, Labels,
+    Limits, LogOptions, NetworkInfo, NetworkSpec, PublishSpec, Security,
 };
 use crate::spec::{BottleSpec, LoopbackChoice};
 
@@ -92,7 +92,12 @@ impl Fixture {
         }
     }
 
-    fn container(&self, case: &str, network: &NetworkSpec, publish: &[(u16, Ipv4Addr)]) -> ContainerSpec {
+    fn container(
+        &self,
+        case: &str,
+        network: &NetworkSpec,
+        publish: &[(u16, Ipv4Addr)],
+    ) -> ContainerSpec {
         ContainerSpec {
             name: self.name(case, "c"),
             image: self.image.clone(),
@@ -167,7 +172,9 @@ async fn remove_all(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture, case: &str) {
         .eq("io.bottle.conformance", &fx.prefix)
         .eq("io.bottle.conformance.case", case);
     for c in rt.list_containers(&sel).await.expect("list containers") {
-        rt.remove_container(&c.name).await.expect("remove container");
+        rt.remove_container(&c.name)
+            .await
+            .expect("remove container");
     }
     for n in rt.list_networks(&sel).await.expect("list networks") {
         rt.remove_network(&n.name).await.expect("remove network");
@@ -187,7 +194,10 @@ pub async fn network_create_is_exclusive_and_remove_idempotent(
     let mut again = spec.clone();
     again.subnet = fx.subnet(1);
     again.gateway = host(again.subnet, 1);
-    let err = rt.create_network(&again).await.expect_err("second create must fail");
+    let err = rt
+        .create_network(&again)
+        .await
+        .expect_err("second create must fail");
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
     let listed = rt
         .list_networks(&LabelSelector::all().eq("io.bottle.conformance.case", case))
@@ -195,11 +205,20 @@ pub async fn network_create_is_exclusive_and_remove_idempotent(
         .expect("list");
     let ours: Vec<_> = listed.iter().filter(|n| n.name == spec.name).collect();
     assert_eq!(ours.len(), 1, "exactly one network named {}", spec.name);
-    assert_eq!(ours[0].subnets, vec![spec.subnet], "the first network is kept");
+    assert_eq!(
+        ours[0].subnets,
+        vec![spec.subnet],
+        "the first network is kept"
+    );
     rt.remove_network(&spec.name).await.expect("remove");
-    rt.remove_network(&spec.name).await.expect("second remove succeeds");
+    rt.remove_network(&spec.name)
+        .await
+        .expect("second remove succeeds");
     let listed = rt.list_networks(&LabelSelector::all()).await.expect("list");
-    assert!(listed.iter().all(|n| n.name != spec.name), "network is gone");
+    assert!(
+        listed.iter().all(|n| n.name != spec.name),
+        "network is gone"
+    );
 }
 
 /// A subnet that overlaps an existing network's is `SubnetConflict`, naming the subnet.
@@ -213,18 +232,31 @@ pub async fn overlapping_subnet_is_subnet_conflict(rt: &Arc<dyn ContainerRuntime
     assert_eq!(err.kind(), ErrorKind::SubnetConflict, "{err}");
     assert!(err.to_string().contains(&fx.subnet(2).to_string()), "{err}");
     let left = rt.list_networks(&LabelSelector::all()).await.expect("list");
-    assert!(left.iter().all(|n| n.name != b.name), "no network b was made");
+    assert!(
+        left.iter().all(|n| n.name != b.name),
+        "no network b was made"
+    );
     rt.remove_network(&a.name).await.expect("remove a");
 }
 
 /// Removing missing objects succeeds; inspecting a missing container is `NotFound`.
 pub async fn missing_objects(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     let name = fx.name("missing", "never-created");
-    rt.remove_container(&name).await.expect("remove missing container");
-    rt.remove_network(&name).await.expect("remove missing network");
-    let err = rt.inspect_container(&name).await.expect_err("inspect missing");
+    rt.remove_container(&name)
+        .await
+        .expect("remove missing container");
+    rt.remove_network(&name)
+        .await
+        .expect("remove missing network");
+    let err = rt
+        .inspect_container(&name)
+        .await
+        .expect_err("inspect missing");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    assert!(err.to_string().contains(&name), "the error names the container: {err}");
+    assert!(
+        err.to_string().contains(&name),
+        "the error names the container: {err}"
+    );
 }
 
 /// Creating a container whose name exists is `AlreadyExists`.
@@ -268,7 +300,10 @@ async fn host_ports(
         if let Some(ports) = resolve_host_ports(name, loopback, wanted, &info.ports)? {
             return Ok((ports, info));
         }
-        assert!(Instant::now() < deadline, "host ports never assigned: {info:?}");
+        assert!(
+            Instant::now() < deadline,
+            "host ports never assigned: {info:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -293,7 +328,11 @@ pub async fn ports_published_only_on_loopback_with_distinct_host_ports(
     let distinct: std::collections::BTreeSet<_> = ports.values().collect();
     assert_eq!(distinct.len(), 3, "distinct host ports: {ports:?}");
     for b in &info.ports {
-        assert_eq!(b.host_ip, Some(IpAddr::V4(lo)), "binding {b:?} is on {lo} only");
+        assert_eq!(
+            b.host_ip,
+            Some(IpAddr::V4(lo)),
+            "binding {b:?} is on {lo} only"
+        );
     }
     remove_all(rt, fx, case).await;
 }
@@ -303,10 +342,12 @@ pub async fn labels_round_trip_and_select(rt: &Arc<dyn ContainerRuntime>, fx: &F
     let case = "labels";
     remove_all(rt, fx, case).await;
     let mut net = fx.network(case, "n", fx.subnet(6));
-    net.labels.insert("io.bottle.test.value".into(), "a=b,c d".into());
+    net.labels
+        .insert("io.bottle.test.value".into(), "a=b,c d".into());
     rt.create_network(&net).await.expect("create network");
     let mut spec = fx.container(case, &net, &[]);
-    spec.labels.insert("io.bottle.test.value".into(), "x".into());
+    spec.labels
+        .insert("io.bottle.test.value".into(), "x".into());
     rt.create_container(&spec).await.expect("create");
 
     let sel = LabelSelector::all().eq("io.bottle.conformance.case", case);
@@ -336,10 +377,14 @@ pub async fn remove_running_container(rt: &Arc<dyn ContainerRuntime>, fx: &Fixtu
     let spec = fx.container(case, &net, &[]);
     rt.create_container(&spec).await.expect("create");
     rt.start_container(&spec.name).await.expect("start");
-    rt.remove_container(&spec.name).await.expect("remove running");
+    rt.remove_container(&spec.name)
+        .await
+        .expect("remove running");
     let err = rt.inspect_container(&spec.name).await.expect_err("gone");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    rt.remove_network(&net.name).await.expect("network removable after");
+    rt.remove_network(&net.name)
+        .await
+        .expect("network removable after");
 }
 
 /// The fixture image is found with its catalog label; an absent image is `None`.
@@ -363,15 +408,25 @@ async fn assert_nothing_left(lc: &Lifecycle) {
 pub async fn up_down_full_cycle(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     let lc = fx.lifecycle(rt.clone(), "cycle");
     let _ = lc.down("one", &NoProgress).await;
-    let bottle = lc.up(&BottleSpec::new("one"), &NoProgress).await.expect("up");
+    let bottle = lc
+        .up(&BottleSpec::new("one"), &NoProgress)
+        .await
+        .expect("up");
     let ep = &bottle.endpoints;
     assert!(fx.loopback_pool.contains(&ep.loopback), "{ep:?}");
     assert_eq!(ep.allow_cidrs, vec![format!("{}/32", ep.loopback)]);
     assert!(!ep.daemons.is_empty(), "at least one agent-facing daemon");
-    assert!(ep.env.get("NO_PROXY").is_some_and(|v| v.contains(&ep.loopback.to_string())));
+    assert!(ep
+        .env
+        .get("NO_PROXY")
+        .is_some_and(|v| v.contains(&ep.loopback.to_string())));
     for d in &ep.daemons {
         let addr = SocketAddr::new(IpAddr::V4(ep.loopback), d.host_port);
-        assert!(probe(addr, Duration::from_millis(25)).await, "{} answers on {addr}", d.daemon);
+        assert!(
+            probe(addr, Duration::from_millis(25)).await,
+            "{} answers on {addr}",
+            d.daemon
+        );
         assert!(d.url.contains(&addr.to_string()), "{d:?}");
     }
     let info = rt
@@ -395,14 +450,20 @@ pub async fn up_down_full_cycle(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
 pub async fn up_refuses_a_slug_that_is_up(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     let lc = fx.lifecycle(rt.clone(), "twice");
     let _ = lc.down("dup", &NoProgress).await;
-    let first = lc.up(&BottleSpec::new("dup"), &NoProgress).await.expect("up");
+    let first = lc
+        .up(&BottleSpec::new("dup"), &NoProgress)
+        .await
+        .expect("up");
     let err = lc
         .up(&BottleSpec::new("dup"), &NoProgress)
         .await
         .expect_err("second up");
     assert_eq!(err.kind(), ErrorKind::AlreadyUp, "{err}");
     assert!(err.to_string().contains("dup"), "{err}");
-    assert!(err.to_string().contains("bottle down dup"), "says how: {err}");
+    assert!(
+        err.to_string().contains("bottle down dup"),
+        "says how: {err}"
+    );
     let still = lc.endpoints("dup").await.expect("first still usable");
     assert_eq!(still.env, first.endpoints.env);
     lc.down("dup", &NoProgress).await.expect("down");
@@ -516,7 +577,10 @@ pub async fn up_rolls_back_at_every_step(rt: &Arc<dyn ContainerRuntime>, fx: &Fi
             .await
             .expect_err("up with a fault");
         assert_eq!(err.kind(), ErrorKind::Engine, "{op:?}: {err}");
-        assert!(err.to_string().contains("injected fault"), "{op:?}: original error kept: {err}");
+        assert!(
+            err.to_string().contains("injected fault"),
+            "{op:?}: original error kept: {err}"
+        );
         assert_nothing_left(&fx.lifecycle(rt.clone(), case)).await;
     }
 }
@@ -530,7 +594,10 @@ pub async fn up_moves_past_a_taken_subnet(rt: &Arc<dyn ContainerRuntime>, fx: &F
     let first = first_choice_subnet("tk", &fx.subnet_pool);
     let squatter = fx.network(case, "squatter", first);
     rt.create_network(&squatter).await.expect("create squatter");
-    let bottle = lc.up(&BottleSpec::new("tk"), &NoProgress).await.expect("up");
+    let bottle = lc
+        .up(&BottleSpec::new("tk"), &NoProgress)
+        .await
+        .expect("up");
     assert_ne!(bottle.plan.subnet, first, "moved past the taken subnet");
     lc.down("tk", &NoProgress).await.expect("down");
     remove_all(rt, fx, case).await;
@@ -561,11 +628,19 @@ pub async fn two_bottles_get_distinct_subnets_and_loopbacks(
 /// `down` of a bottle that is not there succeeds; after `down` nothing of ours is left.
 pub async fn down_is_idempotent_and_leaves_nothing(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     let lc = fx.lifecycle(rt.clone(), "downx");
-    lc.down("never", &NoProgress).await.expect("down of nothing");
-    lc.up(&BottleSpec::new("gone"), &NoProgress).await.expect("up");
+    lc.down("never", &NoProgress)
+        .await
+        .expect("down of nothing");
+    lc.up(&BottleSpec::new("gone"), &NoProgress)
+        .await
+        .expect("up");
     let removed = lc.down("gone", &NoProgress).await.expect("down");
     assert_eq!(removed.len(), 2, "container and network: {removed:?}");
-    assert!(lc.down("gone", &NoProgress).await.expect("second down").is_empty());
+    assert!(lc
+        .down("gone", &NoProgress)
+        .await
+        .expect("second down")
+        .is_empty());
     assert_nothing_left(&lc).await;
 }
 
@@ -577,7 +652,9 @@ pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx:
     for slug in ["whole", "half"] {
         let _ = lc.down(slug, &NoProgress).await;
     }
-    lc.up(&BottleSpec::new("whole"), &NoProgress).await.expect("up whole");
+    lc.up(&BottleSpec::new("whole"), &NoProgress)
+        .await
+        .expect("up whole");
     // A launch that dies right after creating its network: the network fails nothing, the
     // container step never happens.
     let dies = Arc::new(FailNth::new(rt.clone(), Op::CreateContainer, 1));
@@ -597,7 +674,11 @@ pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx:
     let would = lc.gc(true).await.expect("gc dry run");
     assert_eq!(would.len(), 1, "{would:?}");
     assert_eq!(would[0].name, plan.network_name);
-    assert_eq!(lc.list().await.expect("list").len(), 2, "dry run removes nothing");
+    assert_eq!(
+        lc.list().await.expect("list").len(),
+        2,
+        "dry run removes nothing"
+    );
     let removed = lc.gc(false).await.expect("gc");
     assert_eq!(removed, would);
     let left = lc.list().await.expect("list");
@@ -652,7 +733,9 @@ pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &st
         "reference image archive {} is missing: run `cargo xtask image`",
         archive.display()
     );
-    rt.load_image(&archive).await.expect("load the reference image");
+    rt.load_image(&archive)
+        .await
+        .expect("load the reference image");
     assert!(
         rt.image(reference).await.expect("image lookup").is_some(),
         "{reference} present after loading {}",

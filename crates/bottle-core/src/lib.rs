@@ -9,6 +9,9 @@
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - `conformance` (feature `conformance`): the cases every runtime must pass.
 
+// A library reports through `tracing` and its return values, never by printing.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod allowlist;
 pub mod catalog;
 #[cfg(feature = "conformance")]

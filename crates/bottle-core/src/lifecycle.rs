@@ -136,7 +136,11 @@ impl fmt::Display for Step {
             Step::Starting { name } => write!(f, "starting bundle {name}"),
             Step::DiscoveringPorts => f.write_str("reading published host ports"),
             Step::WaitingReady { daemons } => {
-                write!(f, "waiting for {} to accept connections", daemons.join(", "))
+                write!(
+                    f,
+                    "waiting for {} to accept connections",
+                    daemons.join(", ")
+                )
             }
             Step::Ready => f.write_str("ready"),
             Step::RollingBack { reason } => write!(f, "rolling back: {reason}"),
@@ -264,7 +268,14 @@ impl Lifecycle {
         let image = self.image_of(spec);
         let (catalog, profile) = self.image_catalog(&image).await?;
         let in_use = self.in_use().await?;
-        plan::plan(spec, &image, &catalog, &profile, &self.config.pools, &in_use)
+        plan::plan(
+            spec,
+            &image,
+            &catalog,
+            &profile,
+            &self.config.pools,
+            &in_use,
+        )
     }
 
     /// The image's profile and the catalog to plan with: the image's own, else the default.
@@ -315,7 +326,12 @@ impl Lifecycle {
             let started = Instant::now();
             spec.validate(self.config.env_lookup.as_ref())?;
             let image = self.image_of(spec);
-            progress.step(&spec.slug, &Step::CheckingImage { image: image.clone() });
+            progress.step(
+                &spec.slug,
+                &Step::CheckingImage {
+                    image: image.clone(),
+                },
+            );
             let (catalog, profile) = self.image_catalog(&image).await?;
             // Refuse before anything is created: a daemon the image lacks, an unknown daemon.
             plan::select_daemons(spec, &catalog, &image)?;
@@ -462,15 +478,13 @@ impl Lifecycle {
                     warn!(%subnet, attempt, "subnet taken on the engine; trying the next one");
                     in_use.subnets.push(subnet);
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    return Err(Error::AlreadyUp {
-                        slug: spec.slug.clone(),
-                        found: format!(
-                            "network {} exists (another launch of this slug, or not made by bottle)",
-                            plan.network_name
-                        ),
-                    })
-                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(Error::AlreadyUp {
+                    slug: spec.slug.clone(),
+                    found: format!(
+                        "network {} exists (another launch of this slug, or not made by bottle)",
+                        plan.network_name
+                    ),
+                }),
                 Err(e) => return Err(e),
             }
         }
@@ -542,7 +556,12 @@ impl Lifecycle {
             if Instant::now() >= deadline {
                 let missing = wanted
                     .iter()
-                    .find(|p| !info.ports.iter().any(|b| b.container_port == **p && b.host_port.is_some()))
+                    .find(|p| {
+                        !info
+                            .ports
+                            .iter()
+                            .any(|b| b.container_port == **p && b.host_port.is_some())
+                    })
                     .copied()
                     .unwrap_or_default();
                 return Err(Error::PortNotAssigned {
@@ -585,7 +604,7 @@ impl Lifecycle {
                     }
                     // Every few misses, check that the bundle is still running: a bundle that
                     // exited will never become ready, so say so at once.
-                    if attempts % 8 == 0 {
+                    if attempts.is_multiple_of(8) {
                         let info = self.runtime.inspect_container(&plan.container_name).await?;
                         if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
                             return Err(Error::NotUsable {
@@ -708,7 +727,9 @@ impl Lifecycle {
     /// that is missing, stopped, unhealthy, or whose agent-facing daemon does not answer.
     pub async fn endpoints(&self, slug: &str) -> Result<AgentEndpoints> {
         crate::spec::validate_slug(slug)?;
-        let selector = self.selector(Some(slug)).eq(labels::ROLE, labels::ROLE_BUNDLE);
+        let selector = self
+            .selector(Some(slug))
+            .eq(labels::ROLE, labels::ROLE_BUNDLE);
         let containers = self.runtime.list_containers(&selector).await?;
         let listed = containers.into_iter().next().ok_or_else(|| Error::NotUp {
             slug: slug.to_string(),
@@ -756,7 +777,12 @@ impl Lifecycle {
                 )));
             }
         }
-        Ok(plan::agent_endpoints(slug, loopback, &catalog.daemons, &ports))
+        Ok(plan::agent_endpoints(
+            slug,
+            loopback,
+            &catalog.daemons,
+            &ports,
+        ))
     }
 
     /// Removes objects of ours that no complete bottle owns: a network without its bundle, a
@@ -846,7 +872,12 @@ fn group(networks: Vec<NetworkInfo>, containers: Vec<ContainerInfo>) -> Vec<Bott
         status.daemons = c
             .labels
             .get(labels::DAEMONS)
-            .map(|d| d.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+            .map(|d| {
+                d.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         status.state = Some(c.state);
         status.health = c.health;
@@ -872,9 +903,10 @@ pub fn resolve_host_ports(
                 container: container.to_string(),
                 container_port: b.container_port,
                 expected: loopback,
-                found: b
-                    .host_ip
-                    .map_or_else(|| "every address (wildcard)".to_string(), |ip| ip.to_string()),
+                found: b.host_ip.map_or_else(
+                    || "every address (wildcard)".to_string(),
+                    |ip| ip.to_string(),
+                ),
             });
         }
     }

@@ -98,6 +98,9 @@ struct State {
     unassigned_inspections: usize,
     /// Publish on the wildcard address whatever was asked (a misbehaving engine).
     publish_wildcard: bool,
+    /// Published ports accept and at once close connections, like a proxy with no daemon
+    /// behind it.
+    daemons_silent: bool,
     next_id: u64,
 }
 
@@ -158,6 +161,12 @@ impl InMemoryRuntime {
     /// would.
     pub fn publish_on_wildcard(&self, on: bool) {
         self.lock().publish_wildcard = on;
+    }
+
+    /// Makes later starts publish ports whose connections close at once: the daemons never
+    /// become ready, as when a bundle's daemons fail to start behind Docker's userland proxy.
+    pub fn daemons_never_ready(&self, on: bool) {
+        self.lock().daemons_silent = on;
     }
 
     /// Stops the daemon behind `container_port` of a running container (its port stops
@@ -262,10 +271,14 @@ fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
 
 /// Accepts connections on `listener` and holds each open until the client closes it, as a
 /// daemon waiting for a request does.
-fn serve(listener: tokio::net::TcpListener) -> JoinHandle<()> {
+/// With `silent`, each connection is closed at once instead.
+fn serve(listener: tokio::net::TcpListener, silent: bool) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut held = tokio::task::JoinSet::new();
         while let Ok((mut stream, _)) = listener.accept().await {
+            if silent {
+                continue;
+            }
             held.spawn(async move {
                 let mut buf = [0u8; 512];
                 while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
@@ -379,7 +392,10 @@ impl ContainerRuntime for InMemoryRuntime {
             return Err(engine_error(
                 "creating container",
                 &spec.name,
-                format!("address {ip} is not a free host address of {}", network.subnet),
+                format!(
+                    "address {ip} is not a free host address of {}",
+                    network.subnet
+                ),
             ));
         }
         let ip_taken = s
@@ -394,7 +410,11 @@ impl ContainerRuntime for InMemoryRuntime {
             ));
         }
         let mut ports = BTreeSet::new();
-        if let Some(dup) = spec.publish.iter().find(|p| !ports.insert(p.container_port)) {
+        if let Some(dup) = spec
+            .publish
+            .iter()
+            .find(|p| !ports.insert(p.container_port))
+        {
             return Err(engine_error(
                 "creating container",
                 &spec.name,
@@ -417,6 +437,7 @@ impl ContainerRuntime for InMemoryRuntime {
     }
 
     async fn start_container(&self, name: &str) -> Result<()> {
+        let silent;
         let publish = {
             let s = self.enter(Op::StartContainer)?;
             let c = s
@@ -427,6 +448,7 @@ impl ContainerRuntime for InMemoryRuntime {
                 return Ok(());
             }
             let wildcard = s.publish_wildcard;
+            silent = s.daemons_silent;
             c.spec
                 .publish
                 .iter()
@@ -442,14 +464,14 @@ impl ContainerRuntime for InMemoryRuntime {
         };
         let mut listeners = BTreeMap::new();
         for (container_port, addr) in publish {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                Error::engine("memory", "publishing a port of", name, e)
-            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?;
             let host_port = listener
                 .local_addr()
                 .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?
                 .port();
-            listeners.insert(container_port, (serve(listener), host_port));
+            listeners.insert(container_port, (serve(listener, silent), host_port));
         }
         let mut s = self.lock();
         let Some(c) = s.containers.get_mut(name) else {
@@ -520,9 +542,7 @@ impl ContainerRuntime for InMemoryRuntime {
                 .containers
                 .get(name)
                 .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
-            let skip = options
-                .tail
-                .map_or(0, |t| c.log.len().saturating_sub(t));
+            let skip = options.tail.map_or(0, |t| c.log.len().saturating_sub(t));
             c.log[skip..].to_vec()
         };
         for line in lines {

@@ -8,7 +8,9 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::allowlist::AllowRule;
-use crate::catalog::{Catalog, DaemonDef, Facing, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV};
+use crate::catalog::{
+    Catalog, DaemonDef, Facing, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV,
+};
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::runtime::{ImageInfo, Labels, Limits, Mount, PublishSpec, Security};

@@ -129,7 +129,9 @@ pub enum ValidationError {
     SlugEmpty,
     #[error("slug: is {len} characters long, the limit is {MAX_SLUG_LEN} (it becomes part of engine object names)")]
     SlugTooLong { len: usize },
-    #[error("slug: {slug:?} {reason} (use a-z, 0-9 and -, starting and ending with a letter or digit)")]
+    #[error(
+        "slug: {slug:?} {reason} (use a-z, 0-9 and -, starting and ending with a letter or digit)"
+    )]
     SlugCharset { slug: String, reason: &'static str },
     #[error("image: {image:?} is not a valid image reference")]
     Image { image: String },
@@ -167,10 +169,7 @@ pub enum ValidationError {
     #[error("subnet_pool: {pool} {reason}")]
     SubnetPool { pool: String, reason: &'static str },
     #[error("limits.{field}: {reason}")]
-    Limit {
-        field: &'static str,
-        reason: String,
-    },
+    Limit { field: &'static str, reason: String },
     #[error("catalog: {reason}")]
     Catalog { reason: String },
     #[error("{field}: {reason}")]
