@@ -1,14 +1,53 @@
-//! `cargo xtask ci`: everything CI checks, in order.
+//! `cargo xtask ci`: everything CI checks, in order, from a clean clone.
+//!
+//! One debug build serves clippy-free tests of every crate; the real-engine suites run against
+//! the engines `engines` brought up, with `CI=true` so that a missing engine fails them.
 
-use std::process::Command;
+use std::time::Instant;
 
 use crate::util::{cargo, run as sh};
 
-/// fmt check, clippy with warnings denied, then every test.
-pub fn run(_args: &[String]) -> Result<(), String> {
-    sh(cargo().args(["fmt", "--all", "--check"]))?;
-    sh(cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))?;
-    sh(cargo().args(["test", "--workspace", "--all-features"]))?;
-    let _ = Command::new("true");
+/// fmt check, clippy with warnings denied, engines, reference image, then every test.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--no-engines");
+    let started = Instant::now();
+    stage("format", || sh(cargo().args(["fmt", "--all", "--check"])))?;
+    stage("clippy", || {
+        sh(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    if !quick {
+        stage("engines", || crate::engines::run(&[]))?;
+        stage("image", || crate::image::run(&[]).map(drop))?;
+    }
+    stage("tests", || {
+        let mut test = cargo();
+        test.args(["test", "--workspace", "--all-features"]);
+        if !quick {
+            // Real-engine suites fail instead of skipping when their engine is missing.
+            test.env("CI", "true");
+        }
+        sh(&mut test)
+    })?;
+    println!("xtask ci: all stages passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+fn stage(name: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    println!("== {name}");
+    let t = Instant::now();
+    let r = f().map_err(|e| format!("stage {name} failed: {e}"));
+    println!(
+        "== {name}: {} in {:.1?}",
+        if r.is_ok() { "ok" } else { "FAILED" },
+        t.elapsed()
+    );
+    r
 }
