@@ -156,6 +156,10 @@ pub enum Error {
         cleanup: Vec<Error>,
     },
 
+    /// `up` was interrupted; what it had created was removed.
+    #[error("bringing bottle {slug} up was interrupted; what was created is removed")]
+    Interrupted { slug: String },
+
     /// Local IO of the lifecycle (the allocation lock file, reading a catalog).
     #[error("{what}: {source}")]
     Io {
@@ -185,6 +189,7 @@ pub enum ErrorKind {
     NotReady,
     NotSupported,
     Engine,
+    Interrupted,
     Io,
 }
 
@@ -209,6 +214,7 @@ impl Error {
             Error::NotSupported { .. } => ErrorKind::NotSupported,
             Error::Engine { .. } => ErrorKind::Engine,
             Error::CleanupFailed { original, .. } => original.kind(),
+            Error::Interrupted { .. } => ErrorKind::Interrupted,
             Error::Io { .. } => ErrorKind::Io,
         }
     }

@@ -321,6 +321,18 @@ impl Lifecycle {
     /// Brings a bottle up and returns its agent endpoints once every agent-facing daemon
     /// accepts connections. On failure, removes what this call created.
     pub async fn up(&self, spec: &BottleSpec, progress: &dyn Progress) -> Result<Bottle> {
+        self.up_until(spec, progress, std::future::pending()).await
+    }
+
+    /// [`Lifecycle::up`], abandoned when `interrupt` completes (a Ctrl-C, a deadline): what was
+    /// created so far is removed and [`Error::Interrupted`] returned. Dropping the future of
+    /// `up` instead would leave the objects for `gc`.
+    pub async fn up_until(
+        &self,
+        spec: &BottleSpec,
+        progress: &dyn Progress,
+        interrupt: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<Bottle> {
         let span = info_span!("up", slug = %spec.slug, runtime = self.runtime.name());
         async {
             let started = Instant::now();
@@ -338,9 +350,10 @@ impl Lifecycle {
             self.refuse_if_present(&spec.slug).await?;
 
             let mut created = Created::default();
-            let result = self
-                .up_steps(spec, &image, &catalog, &profile, progress, &mut created)
-                .await;
+            let result = tokio::select! {
+                r = self.up_steps(spec, &image, &catalog, &profile, progress, &mut created) => r,
+                () = interrupt => Err(Error::Interrupted { slug: spec.slug.clone() }),
+            };
             match result {
                 Ok(bottle) => {
                     info!(elapsed = ?started.elapsed(), "bottle up");
@@ -478,13 +491,15 @@ impl Lifecycle {
                     warn!(%subnet, attempt, "subnet taken on the engine; trying the next one");
                     in_use.subnets.push(subnet);
                 }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(Error::AlreadyUp {
-                    slug: spec.slug.clone(),
-                    found: format!(
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyUp {
+                        slug: spec.slug.clone(),
+                        found: format!(
                         "network {} exists (another launch of this slug, or not made by bottle)",
                         plan.network_name
                     ),
-                }),
+                    })
+                }
                 Err(e) => return Err(e),
             }
         }

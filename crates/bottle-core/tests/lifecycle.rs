@@ -580,3 +580,22 @@ async fn the_image_catalog_is_planned_with_and_a_missing_daemon_is_refused_befor
     assert_eq!(err.kind(), ErrorKind::ImageMissing, "{err}");
     assert!(err.to_string().contains("bottle image load"), "{err}");
 }
+
+#[tokio::test]
+async fn an_interrupted_up_removes_what_it_created() {
+    let rt = engine();
+    rt.daemons_never_ready(true);
+    let lc = lifecycle(&rt, "bt-int");
+    let interrupt = async {
+        // Interrupt once the bundle exists and up is waiting for its daemons.
+        while rt.calls(Op::StartContainer) == 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let err = lc
+        .up_until(&spec("int"), &NoProgress, interrupt)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
+    assert!(rt.is_empty(), "{:?}", rt.object_names());
+}
