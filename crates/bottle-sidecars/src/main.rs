@@ -1,0 +1,62 @@
+//! The `bottle-sidecars` binary: the bundle image's entrypoint (`init`), each daemon
+//! (`daemon <name>`), its health check (`health`) and its catalog (`catalog`).
+
+// The binary's whole interface is its output: usage, the catalog JSON, health results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::ExitCode;
+
+use bottle_sidecars::{catalog, daemon, health, init};
+
+const USAGE: &str = "\
+bottle-sidecars [init]         start the daemons named in BOTTLE_DAEMONS (the default)
+bottle-sidecars daemon <name>  run one daemon in the foreground
+bottle-sidecars health         exit 0 when every selected daemon accepts connections
+bottle-sidecars catalog        print the catalog JSON this image provides
+
+Environment:
+  BOTTLE_DAEMONS             daemons to start, comma-separated (unset: those that always run)
+  BOTTLE_EGRESS_ALLOW        egress allowlist patterns, comma-separated
+  BOTTLE_EGRESS_ALLOW_FILE   allowlist file (default /etc/bottle/egress-allow, if present)
+  BOTTLE_<NAME>_PORT         move a daemon's port (BOTTLE_EGRESS_PORT, BOTTLE_SUPERVISE_PORT)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let provided = catalog::provided();
+    match args.as_slice() {
+        [] | ["init"] => match init::run(&provided) {
+            Ok(code) => ExitCode::from(code as u8),
+            Err(e) => fail("init", &e),
+        },
+        ["daemon", name] => match daemon::run(name) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(name, &e),
+        },
+        ["health"] => match health::check(&provided) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("health", &e),
+        },
+        ["catalog"] => {
+            println!("{}", provided.to_json());
+            ExitCode::SUCCESS
+        }
+        ["help" | "-h" | "--help"] => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprint!("bottle-sidecars: unknown arguments {args:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fail(what: &str, e: &str) -> ExitCode {
+    eprintln!("bottle-sidecars {what}: {e}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,410 @@
+//! The egress proxy in-process on loopback, against an upstream server the test starts: what it
+//! lets through, what it refuses, and that it keeps serving after every refusal.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bottle_core::allowlist::Allowlist;
+use bottle_sidecars::egress::{self, Decision, Verdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A plain HTTP server on 127.0.0.1 that counts connections and remembers each request head.
+struct Upstream {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (h, r) = (hits.clone(), heads.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                h.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let head = read_head(&mut s).await;
+                    r.lock().unwrap().push(head);
+                    let body = "hello from upstream";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Upstream { port, hits, heads }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+type Log = Arc<Mutex<Vec<Decision>>>;
+
+/// Starts a proxy on 127.0.0.1 with `allow`, collecting its decisions.
+async fn proxy(allow: &str) -> (SocketAddr, Log) {
+    let allow = Allowlist::parse(allow).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Log = Arc::default();
+    let sink = log.clone();
+    tokio::spawn(egress::serve_with_log(
+        listener,
+        allow,
+        Arc::new(move |d| sink.lock().unwrap().push(d)),
+    ));
+    (addr, log)
+}
+
+/// Reads up to the end of a message head (or EOF).
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match timeout(IO_TIMEOUT, s.read(&mut byte))
+            .await
+            .expect("head in time")
+        {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads one response: its status and body (by Content-Length; none means empty).
+async fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let head = read_head(s).await;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    timeout(IO_TIMEOUT, s.read_exact(&mut body))
+        .await
+        .expect("body in time")
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends `request` to the proxy and returns the status and body; a successful CONNECT is
+/// followed by a GET through the tunnel, whose status and body are returned instead.
+async fn send(proxy: SocketAddr, request: &[u8], up: u16) -> (u16, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let (status, body) = read_response(&mut s).await;
+    if !request.starts_with(b"CONNECT") || status != 200 {
+        return (status, body);
+    }
+    let get = format!("GET /tunnelled HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+    s.write_all(get.as_bytes()).await.unwrap();
+    read_response(&mut s).await
+}
+
+/// One case: a proxy with `allow` gets `request` (`{up}` is the upstream's port); expect
+/// `status`, `hits` new upstream connections, and a proxy that still serves a good request after.
+#[track_caller]
+fn check(allow: &str, request: &str, status: u16, hits: usize) {
+    let caller = std::panic::Location::caller();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let upstream = Upstream::start().await;
+        let up = upstream.port;
+        let allow = allow.replace("{up}", &up.to_string());
+        let request = request.replace("{up}", &up.to_string());
+        let (addr, log) = proxy(&format!("{allow},localhost:{up}")).await;
+
+        let shown: String = request.chars().take(160).collect();
+        let (got, body) = send(addr, request.as_bytes(), up).await;
+        assert_eq!(got, status, "{caller}: {shown:?} -> {body}");
+        if status == 200 {
+            assert_eq!(body, "hello from upstream", "{caller}");
+        }
+        if status == 403 {
+            assert!(
+                body.contains("egress_allow") || body.contains("Host header"),
+                "{body}"
+            );
+        }
+        assert_eq!(upstream.hits(), hits, "{caller}: upstream connections");
+
+        let good = format!("GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+        let (after, _) = send(addr, good.as_bytes(), up).await;
+        assert_eq!(
+            after, 200,
+            "{caller}: the proxy stopped serving after {request:?}"
+        );
+        drop(log);
+    });
+}
+
+#[test]
+fn allowed_requests_reach_the_upstream() {
+    let get = "GET http://localhost:{up}/a HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n";
+    check("", get, 200, 1);
+    let connect = "CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n";
+    check("", connect, 200, 1);
+    // An IP literal is allowed only when listed exactly.
+    let ip = "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n";
+    check("127.0.0.1:{up}", ip, 200, 1);
+    check(
+        "127.0.0.1:{up}",
+        "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        200,
+        1,
+    );
+    // Trailing dots and case do not matter.
+    check(
+        "",
+        "GET http://LocalHost.:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n",
+        200,
+        1,
+    );
+    // HTTP/1.0 may omit Host; the target then speaks for itself.
+    check("", "GET http://localhost:{up}/ HTTP/1.0\r\n\r\n", 200, 1);
+}
+
+#[test]
+fn denied_requests_never_reach_the_upstream() {
+    // An unlisted IP literal of a live upstream, by plain HTTP and by CONNECT.
+    check(
+        "",
+        "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "",
+        "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "127.0.0.1:1",
+        "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        403,
+        0,
+    );
+    // Hosts that merely look like an allowed suffix.
+    check(
+        "*.suffix.test",
+        "CONNECT evilsuffix.test:443 HTTP/1.1\r\nHost: evilsuffix.test:443\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "*.suffix.test",
+        "CONNECT suffix.test:443 HTTP/1.1\r\nHost: suffix.test:443\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "allowed.test",
+        "CONNECT allowed.test.evil.test:443 HTTP/1.1\r\nHost: allowed.test.evil.test:443\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "allowed.test:443",
+        "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
+        403,
+        0,
+    );
+}
+
+#[test]
+fn a_host_header_that_differs_from_the_target_is_denied() {
+    check(
+        "",
+        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "",
+        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:1\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "",
+        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "",
+        "CONNECT localhost:{up} HTTP/1.1\r\nHost: evil.test:443\r\n\r\n",
+        403,
+        0,
+    );
+    check(
+        "127.0.0.1:{up}",
+        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        403,
+        0,
+    );
+}
+
+#[test]
+fn malformed_requests_get_a_4xx_and_the_proxy_keeps_serving() {
+    check("", "\x00\x01\x02 garbage\r\n\r\n", 400, 0);
+    check("", "GET http://localhost:{up}/ HTTP/1.1\r\n\r\n", 400, 0);
+    check("", "CONNECT localhost:{up} HTTP/1.1\r\n\r\n", 400, 0);
+    check("", "GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\nHost: localhost:{up}\r\n\r\n", 400, 0);
+    check(
+        "",
+        "CONNECT localhost HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        400,
+        0,
+    );
+    check("", "GET / HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n", 400, 0);
+    check(
+        "",
+        "GET https://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n",
+        400,
+        0,
+    );
+    check(
+        "",
+        "GET http://user@localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n",
+        400,
+        0,
+    );
+    // Oversized headers are refused with 431 (Request Header Fields Too Large), hyper's answer.
+    let big = format!(
+        "GET http://localhost:{{up}}/ HTTP/1.1\r\nHost: localhost:{{up}}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(egress::MAX_HEAD_BYTES + 1024)
+    );
+    check("", &big, 431, 0);
+}
+
+#[tokio::test]
+async fn plain_http_is_sent_in_origin_form_without_hop_by_hop_headers() {
+    let upstream = Upstream::start().await;
+    let up = upstream.port;
+    let (addr, _) = proxy(&format!("localhost:{up}")).await;
+    let req = format!(
+        "GET http://localhost:{up}/p?q=1 HTTP/1.1\r\nHost: localhost:{up}\r\n\
+         Proxy-Authorization: Basic c2VjcmV0\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+         X-Kept: 2\r\n\r\n"
+    );
+    let (status, _) = send(addr, req.as_bytes(), up).await;
+    assert_eq!(status, 200);
+    let head = upstream.heads.lock().unwrap()[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /p?q=1 http/1.1\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("host: localhost:{up}\r\n")),
+        "{head}"
+    );
+    assert!(head.contains("x-kept: 2\r\n"), "{head}");
+    for gone in ["proxy-authorization", "x-hop", "keep-alive"] {
+        assert!(!head.contains(gone), "{gone} reached the upstream: {head}");
+    }
+}
+
+/// Waits until the log holds `n` decisions (an allowed exchange is logged when it ends).
+async fn decisions(log: &Log, n: usize) -> Vec<Decision> {
+    for _ in 0..200 {
+        if log.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    log.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn every_decision_is_logged_with_its_byte_counts() {
+    let upstream = Upstream::start().await;
+    let up = upstream.port;
+    let (addr, log) = proxy(&format!("localhost:{up}")).await;
+    let connect = format!("CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+    assert_eq!(send(addr, connect.as_bytes(), up).await.0, 200);
+    let get = format!("GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+    assert_eq!(send(addr, get.as_bytes(), up).await.0, 200);
+    let denied = "CONNECT denied.test:443 HTTP/1.1\r\nHost: denied.test:443\r\n\r\n";
+    let (status, body) = send(addr, denied.as_bytes(), up).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("denied.test:443"), "{body}");
+    assert!(body.contains("egress_allow"), "{body}");
+
+    let mut got = decisions(&log, 3).await;
+    got.sort_by_key(|d| (d.method.clone(), d.host.clone()));
+    let summary: Vec<_> = got
+        .iter()
+        .map(|d| {
+            (
+                d.method.as_str(),
+                d.host.as_str(),
+                d.port,
+                d.verdict,
+                d.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("CONNECT", "denied.test", 443, Verdict::Denied, 403),
+            ("CONNECT", "localhost", up, Verdict::Allowed, 200),
+            ("GET", "localhost", up, Verdict::Allowed, 200),
+        ]
+    );
+    for d in &got[1..] {
+        assert!(
+            d.bytes_up.unwrap() > 0 && d.bytes_down.unwrap() > 0,
+            "{d:?}"
+        );
+    }
+    assert_eq!(got[0].bytes_up, None);
+    let line: serde_json::Value = serde_json::from_str(&got[0].to_json()).unwrap();
+    assert_eq!(line["decision"], "denied");
+    assert_eq!(line["host"], "denied.test");
+}
+
+#[tokio::test]
+async fn an_allowed_but_unreachable_upstream_is_a_502() {
+    // A port nothing listens on: bind, note it, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (addr, log) = proxy(&format!("localhost:{port}")).await;
+    let get = format!("GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+    let (status, body) = send(addr, get.as_bytes(), port).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("is allowed but"), "{body}");
+    let got = decisions(&log, 1).await;
+    assert_eq!(got.len(), 1, "one line per decision: {got:?}");
+    assert_eq!((got[0].verdict, got[0].status), (Verdict::Allowed, 502));
+}
