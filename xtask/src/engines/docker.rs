@@ -1,6 +1,244 @@
-//! Makes a Docker Engine reachable.
+//! Makes a Docker Engine reachable: uses one that answers, else installs Debian's `docker.io`
+//! (as root) and starts `dockerd` in the background with its log in `target/engines/`.
+//!
+//! Whether an engine answers is checked with a raw `GET /_ping` over the socket (or TCP), so
+//! this works before any Docker client or `curl` is installed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{root, run};
+
+/// The socket `dockerd` listens on by default, and that clients use without `DOCKER_HOST`.
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// Where a running `dockerd` records its pid.
+const PID_FILE: &str = "/var/run/docker.pid";
+/// How long a freshly started `dockerd` gets to answer; it takes a few seconds here.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the engine is expected to answer.
+enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
 
 /// Uses a Docker Engine that answers, or installs and starts one.
 pub fn ensure() -> Result<(), String> {
+    if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+        // Someone chose an engine: starting a local one would not make that one answer.
+        let endpoint = parse_host(&host)?;
+        return if ping(&endpoint) {
+            eprintln!("docker: engine answers at DOCKER_HOST={host}; nothing to do");
+            Ok(())
+        } else {
+            Err(format!(
+                "DOCKER_HOST={host} does not answer: start that engine, or unset DOCKER_HOST to use (and start) a local dockerd"
+            ))
+        };
+    }
+    let endpoint = Endpoint::Unix(DEFAULT_SOCKET.into());
+    if ping(&endpoint) {
+        eprintln!("docker: engine answers at {endpoint}; nothing to do");
+        return Ok(());
+    }
+    if let Some(pid) = running_dockerd() {
+        // Another run started it a moment ago (or it is restarting): wait rather than start a
+        // second daemon, which would fail on the pid file.
+        eprintln!("docker: dockerd (pid {pid}) is running but not answering yet; waiting");
+        return wait_until_answering(&endpoint, None);
+    }
+    if find_on_path("dockerd").is_none() {
+        install()?;
+    }
+    start(&endpoint)
+}
+
+/// `unix:///path` or `tcp://host:port` (also `http://`).
+fn parse_host(host: &str) -> Result<Endpoint, String> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        Ok(Endpoint::Unix(path.into()))
+    } else if let Some(addr) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    {
+        Ok(Endpoint::Tcp(addr.trim_end_matches('/').to_string()))
+    } else {
+        Err(format!(
+            "DOCKER_HOST={host} is neither unix:// nor tcp://: set it to one of those, or unset it"
+        ))
+    }
+}
+
+/// Whether the engine answers `GET /_ping` with 200 within a second.
+fn ping(endpoint: &Endpoint) -> bool {
+    const REQUEST: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
+    let timeout = Some(Duration::from_secs(1));
+    let response = match endpoint {
+        Endpoint::Unix(path) => UnixStream::connect(path).and_then(|mut s| {
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(timeout)?;
+            s.write_all(REQUEST)?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf)
+        }),
+        Endpoint::Tcp(addr) => TcpStream::connect(addr).and_then(|mut s| {
+            s.set_read_timeout(timeout)?;
+            s.set_write_timeout(timeout)?;
+            s.write_all(REQUEST)?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf)
+        }),
+    };
+    response.is_ok_and(|r| {
+        r.lines()
+            .next()
+            .is_some_and(|status| status.split_whitespace().nth(1) == Some("200"))
+    })
+}
+
+/// The pid of a live `dockerd` according to its pid file.
+fn running_dockerd() -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(PID_FILE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    // The real uid, from the kernel's own record: no libc call (xtask has no dependencies).
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|uids| uids.split_whitespace().next())
+            == Some("0")
+    })
+}
+
+/// Installs Debian's `docker.io` (dockerd, containerd, runc and a client).
+fn install() -> Result<(), String> {
+    if !Path::new("/etc/debian_version").exists() || !is_root() {
+        return Err(
+            "no Docker Engine answers at /var/run/docker.sock and dockerd is not installed: install Docker Engine and start it, or set DOCKER_HOST to one that runs (automatic install needs root on Debian)"
+                .into(),
+        );
+    }
+    eprintln!("docker: dockerd is not installed; installing Debian's docker.io");
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "docker.io"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null()))
+    };
+    // Package lists may be missing or stale on a fresh machine; refresh them only when the
+    // install cannot go ahead without.
+    if !has_package_lists() || install().is_err() {
+        run(Command::new("apt-get").arg("update").stdin(Stdio::null()))?;
+        install()?;
+    }
+    if find_on_path("dockerd").is_none() {
+        return Err("docker.io was installed but dockerd is not on PATH nor in /usr/sbin".into());
+    }
     Ok(())
+}
+
+fn has_package_lists() -> bool {
+    std::fs::read_dir("/var/lib/apt/lists").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+    })
+}
+
+/// Starts `dockerd` detached, its output in `target/engines/dockerd.log`, and waits until it
+/// answers.
+fn start(endpoint: &Endpoint) -> Result<(), String> {
+    let dockerd = find_on_path("dockerd").ok_or("dockerd is not installed")?;
+    let dir = root().join("target").join("engines");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let log_path = dir.join("dockerd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+    let err_log = log
+        .try_clone()
+        .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+    eprintln!("$ {} > {} 2>&1 &", dockerd.display(), log_path.display());
+    let child = Command::new(&dockerd)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        // Its own process group: a Ctrl-C in this terminal or the end of this process does not
+        // reach the daemon, which must outlive xtask (the tests run after it).
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", dockerd.display()))?;
+    wait_until_answering(endpoint, Some((child, log_path)))?;
+    eprintln!("docker: started dockerd; engine answers at {endpoint}");
+    Ok(())
+}
+
+/// Polls until the engine answers, failing early when the daemon we started exits.
+fn wait_until_answering(
+    endpoint: &Endpoint,
+    mut started: Option<(std::process::Child, PathBuf)>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if ping(endpoint) {
+            return Ok(());
+        }
+        if let Some((child, log)) = started.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "dockerd exited ({status}) before answering at {endpoint}; its log, {}, ends with:\n{}",
+                    log.display(),
+                    tail(log, 20)
+                ));
+            }
+        }
+        if Instant::now() >= deadline {
+            let log = started.as_ref().map_or_else(String::new, |(_, log)| {
+                format!("; see {}:\n{}", log.display(), tail(log, 20))
+            });
+            return Err(format!(
+                "dockerd did not answer at {endpoint} within {START_TIMEOUT:?}{log}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

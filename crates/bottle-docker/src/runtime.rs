@@ -1,0 +1,490 @@
+//! [`DockerRuntime`]: the [`ContainerRuntime`] primitives as Docker Engine API calls.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::query_parameters::{
+    ImportImageOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use bottle_core::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, EnvValue, ImageInfo, LabelSelector,
+    LogOptions, NetworkInfo, NetworkSpec,
+};
+use bottle_core::{Error, ObjectKind, Result};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+use tracing::debug;
+
+use crate::convert;
+use crate::errors::{self, ENGINE, HINT};
+
+/// Where Docker listens when `DOCKER_HOST` is not set.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How long connecting (version negotiation and ping) may take before the engine counts as
+/// unavailable. Every later call uses bollard's own timeout (two minutes), which an image load
+/// needs.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a removal waits for another removal of the same container already in progress.
+const REMOVAL_IN_PROGRESS_WAIT: Duration = Duration::from_secs(30);
+
+/// A Docker Engine reached through its API (bollard), as a [`ContainerRuntime`].
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    /// The socket path or URL connected to, for messages and [`EngineInfo`].
+    endpoint: String,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("endpoint", &self.endpoint)
+            .field("api_version", &self.docker.client_version().to_string())
+            .finish()
+    }
+}
+
+impl DockerRuntime {
+    /// Connects to the engine at `DOCKER_HOST` when set, else at [`DEFAULT_HOST`].
+    pub async fn connect() -> Result<Self> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        Self::connect_to(&host).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///path` or `tcp://host:port`), agrees on an
+    /// API version both sides speak, and checks that the engine answers.
+    pub async fn connect_to(host: &str) -> Result<Self> {
+        if host.starts_with("tcp://") && std::env::var_os("DOCKER_TLS_VERIFY").is_some() {
+            return Err(errors::unavailable(
+                host,
+                "DOCKER_TLS_VERIFY is set but this build speaks plain HTTP only: reach the engine over its unix socket, or unset DOCKER_TLS_VERIFY for a plain tcp:// engine",
+                None,
+            ));
+        }
+        let docker = Docker::connect_with_host(host).map_err(|e| {
+            let hint = match e {
+                bollard::errors::Error::UnsupportedURISchemeError { .. } => {
+                    "set DOCKER_HOST to a unix:// or tcp:// address"
+                }
+                _ => HINT,
+            };
+            errors::unavailable(host, hint, Some(Box::new(e)))
+        })?;
+        let connect = async {
+            // bollard 0.21 defaults to API 1.53, which Docker 20.10 (1.41) rejects. In fact
+            // bollard sends unversioned paths (its URL join drops the `/v1.xx` prefix), so the
+            // engine answers at its own newest version either way; negotiating still makes
+            // `client_version()`, which `info` reports, the version actually spoken.
+            let docker = docker.negotiate_version().await?;
+            docker.ping().await?;
+            Ok::<_, bollard::errors::Error>(docker)
+        };
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(errors::unavailable(host, HINT, Some(Box::new(e)))),
+            Err(elapsed) => return Err(errors::unavailable(host, HINT, Some(Box::new(elapsed)))),
+        };
+        debug!(endpoint = host, api = %docker.client_version(), "connected to docker");
+        Ok(DockerRuntime {
+            docker,
+            endpoint: host.to_string(),
+        })
+    }
+
+    /// The bollard client, for what the trait does not cover (tests inspect settings with it).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Where this runtime connected.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn map(
+        &self,
+        operation: &str,
+        kind: ObjectKind,
+        name: &str,
+        e: bollard::errors::Error,
+    ) -> Error {
+        errors::map(&self.endpoint, operation, kind, name, e)
+    }
+
+    /// Networks named exactly `name` (Docker's `name` filter also matches substrings).
+    async fn networks_named(&self, name: &str) -> Result<Vec<bollard::models::Network>> {
+        let filters = std::collections::HashMap::from([("name", vec![name])]);
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| self.map("listing networks named", ObjectKind::Network, name, e))?;
+        Ok(found
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .collect())
+    }
+
+    /// Waits until a container another caller is removing is gone.
+    async fn wait_removed(&self, name: &str, cause: bollard::errors::Error) -> Result<()> {
+        let deadline = Instant::now() + REMOVAL_IN_PROGRESS_WAIT;
+        loop {
+            match self
+                .docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+            {
+                Err(e) if errors::status(&e) == Some(404) => return Ok(()),
+                Err(e) => {
+                    return Err(self.map("removing container", ObjectKind::Container, name, e))
+                }
+                Ok(_) if Instant::now() >= deadline => {
+                    return Err(Error::engine(ENGINE, "removing container", name, cause))
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    fn name(&self) -> &str {
+        ENGINE
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        let v = self.docker.version().await.map_err(|e| {
+            self.map(
+                "reading the version of",
+                ObjectKind::Container,
+                "the engine",
+                e,
+            )
+        })?;
+        Ok(EngineInfo {
+            engine: ENGINE.into(),
+            version: v.version.unwrap_or_default(),
+            // The version this client speaks, after negotiation: what every call uses.
+            api_version: self.docker.client_version().to_string(),
+            endpoint: self.endpoint.clone(),
+        })
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        let created = match self
+            .docker
+            .create_network(convert::network_request(spec))
+            .await
+        {
+            Ok(created) => created,
+            Err(e) if errors::status(&e) == Some(409) => {
+                return Err(errors::already_exists(ObjectKind::Network, &spec.name, e))
+            }
+            // Docker 20.10 says 403 "Pool overlaps with other one on this address space";
+            // newer engines word it differently ("overlap") and answer 400.
+            Err(e)
+                if matches!(errors::status(&e), Some(400 | 403))
+                    && errors::message(&e).to_ascii_lowercase().contains("overlap") =>
+            {
+                return Err(Error::SubnetConflict {
+                    subnet: spec.subnet,
+                    source: Some(Box::new(e)),
+                })
+            }
+            Err(e) => return Err(self.map("creating network", ObjectKind::Network, &spec.name, e)),
+        };
+        // Below API 1.44 the engine checks network names only when the request says
+        // `CheckDuplicate`, a field bollard's (1.53) models no longer have: Docker 20.10 then
+        // makes a second network of the same name with a mere warning. So look, and when this
+        // call made a duplicate, remove it again. The oldest network of the name is the one
+        // that stays, so two racing creators agree on which one that is.
+        let same = self.networks_named(&spec.name).await?;
+        if same.len() > 1 {
+            let oldest = same
+                .iter()
+                .min_by_key(|n| {
+                    (
+                        n.created.as_deref().and_then(convert::parse_rfc3339),
+                        n.id.clone(),
+                    )
+                })
+                .and_then(|n| n.id.clone());
+            if oldest.as_deref() != Some(created.id.as_str()) {
+                if let Err(e) = self.docker.remove_network(&created.id).await {
+                    return Err(self.map(
+                        "removing the duplicate of network",
+                        ObjectKind::Network,
+                        &spec.name,
+                        e,
+                    ));
+                }
+                return Err(Error::AlreadyExists {
+                    kind: ObjectKind::Network,
+                    name: spec.name.clone(),
+                    source: None,
+                });
+            }
+        }
+        debug!(network = %spec.name, subnet = %spec.subnet, "created network");
+        Ok(NetworkInfo {
+            name: spec.name.clone(),
+            id: created.id,
+            subnets: vec![spec.subnet],
+            labels: spec.labels.clone(),
+        })
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if errors::status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.map("removing network", ObjectKind::Network, name, e)),
+        }
+    }
+
+    async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&convert::label_filters(selector))
+            .build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| self.map("listing networks", ObjectKind::Network, "by label", e))?;
+        // The engine filtered already; filtering again keeps the contract exact whatever the
+        // engine makes of unusual label values.
+        Ok(networks
+            .into_iter()
+            .map(convert::network_info)
+            .filter(|n| selector.matches(&n.labels))
+            .collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        let body = convert::container_body(spec)?;
+        let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let Err(e) = self.docker.create_container(Some(options), body).await else {
+            debug!(container = %spec.name, image = %spec.image, ip = %spec.ipv4, "created container");
+            return Ok(());
+        };
+        if errors::unreachable(&e) {
+            return Err(errors::unavailable(&self.endpoint, HINT, Some(Box::new(e))));
+        }
+        let status = errors::status(&e);
+        let missing = convert::missing_on_create(errors::message(&e));
+        // The engine may quote the request back in its message; secret values never leave.
+        let secrets = spec.env.iter().filter_map(|v| match &v.value {
+            EnvValue::Secret(s) => Some(s.expose()),
+            EnvValue::Plain(_) => None,
+        });
+        let source = errors::scrub(e, secrets);
+        Err(match status {
+            Some(409) => Error::AlreadyExists {
+                kind: ObjectKind::Container,
+                name: spec.name.clone(),
+                source: Some(source),
+            },
+            Some(404) => Error::NotFound {
+                kind: missing,
+                name: match missing {
+                    ObjectKind::Image => spec.image.clone(),
+                    ObjectKind::Network => spec.network.clone(),
+                    ObjectKind::Container => spec.name.clone(),
+                },
+                source: Some(source),
+            },
+            _ => Error::engine(ENGINE, "creating container", &spec.name, source),
+        })
+    }
+
+    async fn start_container(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| self.map("starting container", ObjectKind::Container, name, e))
+    }
+
+    async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
+        let c = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.map("inspecting container", ObjectKind::Container, name, e))?;
+        Ok(convert::container_info(c))
+    }
+
+    async fn remove_container(&self, name: &str) -> Result<()> {
+        // `force` kills a running container with SIGKILL at once (no stop timeout), then
+        // removes it; `v` removes anonymous volumes the image may have declared.
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => {
+                debug!(container = name, "removed container");
+                Ok(())
+            }
+            Err(e) if errors::status(&e) == Some(404) => Ok(()),
+            // "removal of container ... is already in progress": someone else (a racing `down`
+            // or `gc`) is removing it; done once it is gone.
+            Err(e)
+                if errors::status(&e) == Some(409)
+                    && errors::message(&e).contains("already in progress") =>
+            {
+                self.wait_removed(name, e).await
+            }
+            Err(e) => Err(self.map("removing container", ObjectKind::Container, name, e)),
+        }
+    }
+
+    async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&convert::label_filters(selector))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.map("listing containers", ObjectKind::Container, "by label", e))?;
+        Ok(containers
+            .into_iter()
+            .map(convert::container_summary)
+            .filter(|c| selector.matches(&c.labels))
+            .collect())
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => {
+                let config = image.config.unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: image.id.unwrap_or_default(),
+                    labels: config.labels.unwrap_or_default().into_iter().collect(),
+                    user: config.user.unwrap_or_default(),
+                }))
+            }
+            Err(e) if errors::status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.map("inspecting image", ObjectKind::Image, reference, e)),
+        }
+    }
+
+    async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
+        let shown = archive.display().to_string();
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| Error::Io {
+                what: format!("opening image archive {shown} to load it into docker"),
+                source: e,
+            })?;
+        // Streamed in chunks: an image archive can be large, and the engine reads as it goes.
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut progress = Box::pin(self.docker.import_image_stream(options, chunks, None));
+        let mut loaded = Vec::new();
+        while let Some(item) = progress.next().await {
+            let info =
+                item.map_err(|e| self.map("loading image archive", ObjectKind::Image, &shown, e))?;
+            // `{"stream": "Loaded image: name:tag\n"}`, or `Loaded image ID: sha256:...` for
+            // an untagged image.
+            for line in info.stream.as_deref().unwrap_or_default().lines() {
+                if let Some(name) = line
+                    .strip_prefix("Loaded image: ")
+                    .or_else(|| line.strip_prefix("Loaded image ID: "))
+                {
+                    loaded.push(name.trim().to_string());
+                }
+            }
+        }
+        if loaded.is_empty() {
+            return Err(Error::Engine {
+                engine: ENGINE.into(),
+                operation: "loading image archive".into(),
+                target: shown,
+                message: "the engine reported no loaded image: check that the file is a `docker save` archive".into(),
+                source: None,
+            });
+        }
+        debug!(archive = %shown, images = ?loaded, "loaded image archive");
+        Ok(loaded)
+    }
+
+    async fn logs(
+        &self,
+        name: &str,
+        options: LogOptions,
+        sink: &mut (dyn FnMut(String) -> bool + Send),
+    ) -> Result<()> {
+        let tail = options
+            .tail
+            .map_or_else(|| "all".to_string(), |n| n.to_string());
+        let query = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(options.follow)
+            .tail(&tail)
+            .build();
+        let mut stream = Box::pin(self.docker.logs(name, Some(query)));
+        // Frames are chunks of output, not lines: a line can span frames and a frame can hold
+        // several lines. Keep a partial line per stream so stdout and stderr do not mix
+        // mid-line.
+        let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        while let Some(item) = stream.next().await {
+            let output = item.map_err(|e| {
+                self.map("reading logs of container", ObjectKind::Container, name, e)
+            })?;
+            let (index, bytes) = match output {
+                bollard::container::LogOutput::StdErr { message } => (1, message),
+                bollard::container::LogOutput::StdOut { message }
+                | bollard::container::LogOutput::Console { message }
+                | bollard::container::LogOutput::StdIn { message } => (0, message),
+            };
+            let buf = &mut partial[index];
+            buf.extend_from_slice(&bytes);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                if !sink(line_text(&line)) {
+                    return Ok(());
+                }
+            }
+        }
+        for rest in partial.iter().filter(|b| !b.is_empty()) {
+            if !sink(line_text(rest)) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A line without its `\n` (or `\r\n`), invalid UTF-8 replaced.
+fn line_text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    String::from_utf8_lossy(line).into_owned()
+}
