@@ -32,6 +32,9 @@ pub fn run(name: &str) -> Result<(), String> {
         signals.add(s);
     }
     let _ = signals.thread_unblock();
+    // If the init dies without stopping us (SIGKILL, a crash), die with it rather than keep a
+    // port bound with no one reaping or restarting us.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
 
     let port = port_of(def)?;
     // Allowlist errors are found before binding, so a bad list never looks healthy.

@@ -83,6 +83,11 @@ pub fn run(catalog: &Catalog) -> Result<i32, String> {
     };
     if init.slots.is_empty() {
         say("no daemons selected; idling until stopped");
+    } else if std::env::var_os(bottle_core::catalog::DAEMONS_ENV).is_none() {
+        say(&format!(
+            "{} is unset; starting the daemons that always run",
+            bottle_core::catalog::DAEMONS_ENV
+        ));
     }
     for i in 0..init.slots.len() {
         init.start(i);
