@@ -74,6 +74,16 @@ pub(crate) fn map(
     }
 }
 
+/// Maps a failed `operation` on `target` that is about no one object (a listing, the version):
+/// an unreachable engine is `EngineUnavailable`, anything else `Engine`.
+pub(crate) fn other(endpoint: &str, operation: &str, target: &str, e: BollardError) -> Error {
+    if unreachable(&e) {
+        unavailable(endpoint, HINT, Some(Box::new(e)))
+    } else {
+        Error::engine(ENGINE, operation, target, e)
+    }
+}
+
 /// `AlreadyExists` for `kind` named `name`, keeping the engine's error.
 pub(crate) fn already_exists(kind: ObjectKind, name: &str, e: BollardError) -> Error {
     Error::AlreadyExists {
@@ -83,20 +93,20 @@ pub(crate) fn already_exists(kind: ObjectKind, name: &str, e: BollardError) -> E
     }
 }
 
-/// An engine error whose message had secret values cut out, standing in for bollard's error
-/// as the source.
+/// A message of the engine standing in for bollard's error as a source: one with secret
+/// values cut out, or a warning the engine answered a success with.
 #[derive(Debug)]
-pub(crate) struct Redacted(pub(crate) String);
+pub(crate) struct EngineMessage(pub(crate) String);
 
-impl std::fmt::Display for Redacted {
+impl std::fmt::Display for EngineMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for Redacted {}
+impl std::error::Error for EngineMessage {}
 
-/// `e` boxed, or a [`Redacted`] copy when its message contains any of `secrets`: the engine
+/// `e` boxed, or an [`EngineMessage`] copy when its message contains any of `secrets`: the engine
 /// may quote a rejected environment entry back, and secrets never reach an error.
 pub(crate) fn scrub<'a>(e: BollardError, secrets: impl Iterator<Item = &'a str>) -> BoxError {
     let text = e.to_string();
@@ -107,6 +117,6 @@ pub(crate) fn scrub<'a>(e: BollardError, secrets: impl Iterator<Item = &'a str>)
     if redacted == text {
         Box::new(e)
     } else {
-        Box::new(Redacted(redacted))
+        Box::new(EngineMessage(redacted))
     }
 }

@@ -129,7 +129,7 @@ impl DockerRuntime {
             .docker
             .list_networks(Some(options))
             .await
-            .map_err(|e| self.map("listing networks named", ObjectKind::Network, name, e))?;
+            .map_err(|e| errors::other(&self.endpoint, "listing networks named", name, e))?;
         Ok(found
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
@@ -166,12 +166,7 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn info(&self) -> Result<EngineInfo> {
         let v = self.docker.version().await.map_err(|e| {
-            self.map(
-                "reading the version of",
-                ObjectKind::Container,
-                "the engine",
-                e,
-            )
+            errors::other(&self.endpoint, "reading the version of", "the engine", e)
         })?;
         Ok(EngineInfo {
             engine: ENGINE.into(),
@@ -210,7 +205,15 @@ impl ContainerRuntime for DockerRuntime {
         // makes a second network of the same name with a mere warning. So look, and when this
         // call made a duplicate, remove it again. The oldest network of the name is the one
         // that stays, so two racing creators agree on which one that is.
-        let same = self.networks_named(&spec.name).await?;
+        let same = match self.networks_named(&spec.name).await {
+            Ok(same) => same,
+            Err(e) => {
+                // Unchecked, the network must not stay behind: the caller saw no success, so
+                // nobody would remove it.
+                let _ = self.docker.remove_network(&created.id).await;
+                return Err(e);
+            }
+        };
         if same.len() > 1 {
             let oldest = same
                 .iter()
@@ -230,10 +233,13 @@ impl ContainerRuntime for DockerRuntime {
                         e,
                     ));
                 }
+                let warning = (!created.warning.is_empty()).then(|| {
+                    Box::new(errors::EngineMessage(created.warning)) as bottle_core::error::BoxError
+                });
                 return Err(Error::AlreadyExists {
                     kind: ObjectKind::Network,
                     name: spec.name.clone(),
-                    source: None,
+                    source: warning,
                 });
             }
         }
@@ -262,7 +268,7 @@ impl ContainerRuntime for DockerRuntime {
             .docker
             .list_networks(Some(options))
             .await
-            .map_err(|e| self.map("listing networks", ObjectKind::Network, "by label", e))?;
+            .map_err(|e| errors::other(&self.endpoint, "listing networks", "by label", e))?;
         // The engine filtered already; filtering again keeps the contract exact whatever the
         // engine makes of unusual label values.
         Ok(networks
@@ -361,7 +367,7 @@ impl ContainerRuntime for DockerRuntime {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| self.map("listing containers", ObjectKind::Container, "by label", e))?;
+            .map_err(|e| errors::other(&self.endpoint, "listing containers", "by label", e))?;
         Ok(containers
             .into_iter()
             .map(convert::container_summary)

@@ -17,7 +17,10 @@ use bollard::query_parameters::{
 use bottle_core::labels;
 use bottle_core::lifecycle::{probe, Lifecycle, NoProgress};
 use bottle_core::plan::ImageProfile;
-use bottle_core::runtime::{LabelSelector, LogOptions, Mount, NetworkSpec};
+use bottle_core::runtime::{
+    ContainerSpec, EnvValue, EnvVar, Health, LabelSelector, Labels, Limits, LogOptions, Mount,
+    NetworkSpec, Secret, Security,
+};
 use bottle_core::{BottleSpec, ContainerRuntime, EnvEntry, ErrorKind};
 use bottle_docker::convert::TMPFS_OPTIONS;
 use bottle_docker::DockerRuntime;
@@ -147,8 +150,125 @@ async fn hardening_shows_in_inspect() {
         "no label holds the secret"
     );
 
+    // The image's own health check runs, and both inspect and the listing report it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = rt
+            .inspect_container(&plan.container_name)
+            .await
+            .expect("inspect");
+        if info.health == Some(Health::Healthy) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the image's health check never passed: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let listed = lc.list().await.expect("list");
+    assert_eq!(listed[0].health, Some(Health::Healthy), "{listed:?}");
+
     lc.down("hard", &NoProgress).await.expect("down");
     assert!(ours(&rt, &lc).await.is_empty());
+}
+
+/// Settings the lifecycle does not use with the reference image take effect too: added
+/// capabilities, an explicit user, several tmpfs paths, plain and secret variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_requested_setting_takes_effect() {
+    let Some(docker) = engine("every_requested_setting_takes_effect").await else {
+        return;
+    };
+    say("docker: every_requested_setting_takes_effect");
+    ensure_sleep_image(&docker).await;
+    let rt: Arc<dyn ContainerRuntime> = Arc::new(docker.clone());
+    // 10.215.100.0/24: away from the conformance cases' subnets (the pool's first 32) and from
+    // the first choices of the slugs these tests bring up, so parallel tests do not collide.
+    let net = NetworkSpec {
+        name: "bt-docker-settings-n".into(),
+        subnet: "10.215.100.0/24".parse().unwrap(),
+        gateway: "10.215.100.1".parse().unwrap(),
+        labels: Labels::from([("io.bottle.conformance".into(), common::PREFIX.into())]),
+    };
+    let spec = ContainerSpec {
+        name: "bt-docker-settings-c".into(),
+        image: SLEEP_IMAGE.into(),
+        network: net.name.clone(),
+        ipv4: "10.215.100.9".parse().unwrap(),
+        env: vec![
+            EnvVar {
+                key: "PLAIN".into(),
+                value: EnvValue::Plain("shown".into()),
+            },
+            EnvVar {
+                key: "TOKEN".into(),
+                value: EnvValue::Secret(Secret::new("hidden-4711")),
+            },
+        ],
+        mounts: Vec::new(),
+        publish: Vec::new(),
+        labels: net.labels.clone(),
+        security: Security {
+            no_new_privileges: true,
+            drop_all_capabilities: true,
+            cap_add: vec!["NET_BIND_SERVICE".into(), "CHOWN".into()],
+            read_only_rootfs: true,
+            tmpfs: vec!["/tmp".into(), "/run".into()],
+            user: Some("65533:65533".into()),
+        },
+        limits: Limits {
+            memory_bytes: Some(48 << 20),
+            pids: Some(32),
+        },
+    };
+    rt.remove_container(&spec.name).await.expect("clean start");
+    rt.remove_network(&net.name).await.expect("clean start");
+    rt.create_network(&net).await.expect("network");
+    rt.create_container(&spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+
+    let c = docker
+        .docker()
+        .inspect_container(&spec.name, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let hc = c.host_config.expect("HostConfig");
+    let cfg = c.config.expect("Config");
+    assert_eq!(
+        hc.cap_add,
+        Some(vec!["NET_BIND_SERVICE".to_string(), "CHOWN".to_string()])
+    );
+    assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(hc.security_opt, Some(vec!["no-new-privileges".to_string()]));
+    assert_eq!(hc.readonly_rootfs, Some(true));
+    let tmpfs = hc.tmpfs.unwrap_or_default();
+    assert_eq!(tmpfs.len(), 2, "{tmpfs:?}");
+    assert!(tmpfs.contains_key("/run") && tmpfs.contains_key("/tmp"));
+    assert_eq!(hc.memory, Some(48 << 20));
+    assert_eq!(hc.pids_limit, Some(32));
+    assert_eq!(
+        cfg.user.as_deref(),
+        Some("65533:65533"),
+        "the requested user"
+    );
+    let env = cfg.env.unwrap_or_default();
+    assert!(env.contains(&"PLAIN=shown".to_string()), "{}", env.len());
+    assert!(
+        env.iter().any(|e| e == "TOKEN=hidden-4711"),
+        "secret passed"
+    );
+    let info = rt.inspect_container(&spec.name).await.expect("inspect");
+    assert_eq!(info.networks.get(&net.name), Some(&spec.ipv4));
+    assert_eq!(info.state.to_string(), "running");
+
+    // Creating it again is refused, and the refusal never quotes the secret.
+    let err = rt.create_container(&spec).await.expect_err("name taken");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(!format!("{err} {err:?}").contains("hidden-4711"));
+
+    rt.remove_container(&spec.name).await.expect("remove");
+    rt.remove_network(&net.name).await.expect("remove network");
 }
 
 /// The bundle has its pinned address, and each published port answers on the bottle's loopback
@@ -210,17 +330,67 @@ async fn ports_answer_on_the_bottle_loopback_only() {
             tokio::net::TcpStream::connect(on_localhost),
         )
         .await;
-        assert!(
-            !matches!(connect, Ok(Ok(_))),
-            "{} must not answer on {on_localhost}",
-            d.daemon
-        );
+        if matches!(connect, Ok(Ok(_))) {
+            // Host ports come from the kernel's ephemeral range, which every other program on
+            // this host draws from too: something else may hold 127.0.0.1 on the same port.
+            // That is no leak; a listener that forwards to this bundle is.
+            let owners = local_listeners(d.host_port);
+            let ours = format!("-container-ip {}", bottle.plan.bundle_ip);
+            assert!(
+                !owners.is_empty() && owners.iter().all(|o| !o.contains(&ours)),
+                "{} must not answer on {on_localhost}; listeners there: {owners:?}",
+                d.daemon
+            );
+            say(&format!(
+                "docker: {on_localhost} is another program's ({owners:?}), not the bundle's"
+            ));
+        }
     }
     for b in &info.ports {
         assert_eq!(b.host_ip, Some(IpAddr::V4(ep.loopback)), "{b:?}");
     }
     lc.down("lo", &NoProgress).await.expect("down");
     assert!(ours(&rt, &lc).await.is_empty());
+}
+
+/// The command lines of the programs listening on TCP `port` of 127.0.0.1 or of every
+/// address, read from `/proc`.
+fn local_listeners(port: u16) -> Vec<String> {
+    const LISTEN: &str = "0A";
+    let local = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+        format!("00000000000000000000000000000000:{port:04X}"),
+        format!("0000000000000000FFFF00000100007F:{port:04X}"),
+    ];
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    (f.len() > 9 && f[3] == LISTEN && local.iter().any(|l| l == f[1]))
+                        .then(|| format!("socket:[{}]", f[9]))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut owners = Vec::new();
+    for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let fds = std::fs::read_dir(proc_dir.path().join("fd"));
+        let holds = fds.into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+        });
+        if holds {
+            let cmdline = std::fs::read(proc_dir.path().join("cmdline")).unwrap_or_default();
+            owners.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    owners
 }
 
 /// Two bottles brought up at the same time get different subnets, bundle addresses and loopback

@@ -56,13 +56,29 @@ pub fn ensure() -> Result<(), String> {
         return Ok(());
     }
     if let Some(pid) = running_dockerd() {
-        // Another run started it a moment ago (or it is restarting): wait rather than start a
-        // second daemon, which would fail on the pid file.
+        // Another run started it a moment ago, or it is shutting down: wait rather than start a
+        // second daemon, which would fail on the pid file, and start one if it goes away.
         eprintln!("docker: dockerd (pid {pid}) is running but not answering yet; waiting");
-        return wait_until_answering(&endpoint, None);
+        if wait_until_answering(&endpoint, &mut Watch::Pid(pid))? {
+            eprintln!("docker: engine answers at {endpoint}");
+            return Ok(());
+        }
+        eprintln!("docker: dockerd (pid {pid}) exited without answering; starting a new one");
     }
     if find_on_path("dockerd").is_none() {
         install()?;
+        // The package's init script may have started the daemon already (where invoke-rc.d
+        // lets it); a second dockerd would only fail on the pid file.
+        if ping(&endpoint) {
+            eprintln!("docker: installed docker.io; its engine answers at {endpoint}");
+            return Ok(());
+        }
+        if let Some(pid) = running_dockerd() {
+            eprintln!("docker: installed docker.io; waiting for dockerd (pid {pid}) to answer");
+            if wait_until_answering(&endpoint, &mut Watch::Pid(pid))? {
+                return Ok(());
+            }
+        }
     }
     start(&endpoint)
 }
@@ -201,34 +217,49 @@ fn start(endpoint: &Endpoint) -> Result<(), String> {
         .process_group(0)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", dockerd.display()))?;
-    wait_until_answering(endpoint, Some((child, log_path)))?;
+    wait_until_answering(endpoint, &mut Watch::Child(child, log_path))?;
     eprintln!("docker: started dockerd; engine answers at {endpoint}");
     Ok(())
 }
 
-/// Polls until the engine answers, failing early when the daemon we started exits.
-fn wait_until_answering(
-    endpoint: &Endpoint,
-    mut started: Option<(std::process::Child, PathBuf)>,
-) -> Result<(), String> {
+/// The daemon a wait is about.
+enum Watch {
+    /// One that was running already.
+    Pid(u32),
+    /// The one this run started, and its log.
+    Child(std::process::Child, PathBuf),
+}
+
+/// Polls until the engine answers (`Ok(true)`). A daemon that was running already and goes
+/// away is `Ok(false)`, so the caller starts one; the one this run started exiting is an error
+/// showing its log.
+fn wait_until_answering(endpoint: &Endpoint, watch: &mut Watch) -> Result<bool, String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if ping(endpoint) {
-            return Ok(());
+            return Ok(true);
         }
-        if let Some((child, log)) = started.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "dockerd exited ({status}) before answering at {endpoint}; its log, {}, ends with:\n{}",
-                    log.display(),
-                    tail(log, 20)
-                ));
+        match watch {
+            Watch::Pid(pid) => {
+                if running_dockerd() != Some(*pid) {
+                    return Ok(false);
+                }
+            }
+            Watch::Child(child, log) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "dockerd exited ({status}) before answering at {endpoint}; its log, {}, ends with:\n{}",
+                        log.display(),
+                        tail(log, 20)
+                    ));
+                }
             }
         }
         if Instant::now() >= deadline {
-            let log = started.as_ref().map_or_else(String::new, |(_, log)| {
-                format!("; see {}:\n{}", log.display(), tail(log, 20))
-            });
+            let log = match watch {
+                Watch::Child(_, log) => format!("; see {}:\n{}", log.display(), tail(log, 20)),
+                Watch::Pid(pid) => format!(" (pid {pid}, started elsewhere)"),
+            };
             return Err(format!(
                 "dockerd did not answer at {endpoint} within {START_TIMEOUT:?}{log}"
             ));
