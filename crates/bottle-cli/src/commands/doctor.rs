@@ -1,0 +1,146 @@
+//! `bottle doctor`: which engines answer, their versions and sockets, whether the reference
+//! image is present, and what to do about each problem.
+
+use bottle_core::lifecycle::DEFAULT_IMAGE;
+use serde::Serialize;
+
+use crate::cli::{Engine, Output};
+use crate::commands::Context;
+use crate::exit::Failure;
+use crate::output;
+use crate::runtime::{self, Unusable};
+
+/// One engine's findings.
+#[derive(Debug, Serialize)]
+struct Report {
+    engine: &'static str,
+    /// Whether the engine answered.
+    answers: bool,
+    version: Option<String>,
+    api_version: Option<String>,
+    /// The socket or URL the adapter used (or tried).
+    endpoint: Option<String>,
+    /// Whether the reference image is present; `null` when the engine does not answer.
+    image_present: Option<bool>,
+    problems: Vec<Problem>,
+}
+
+#[derive(Debug, Serialize)]
+struct Problem {
+    problem: String,
+    hint: String,
+}
+
+async fn check(engine: Engine) -> Report {
+    let name = engine.name();
+    let mut report = Report {
+        engine: name,
+        answers: false,
+        version: None,
+        api_version: None,
+        endpoint: None,
+        image_present: None,
+        problems: Vec::new(),
+    };
+    match runtime::connect(engine).await {
+        Ok(c) => {
+            report.answers = true;
+            report.version = Some(c.info.version.clone());
+            report.api_version = Some(c.info.api_version.clone());
+            report.endpoint = Some(c.info.endpoint.clone());
+            match c.runtime.image(DEFAULT_IMAGE).await {
+                Ok(found) => {
+                    report.image_present = Some(found.is_some());
+                    if found.is_none() {
+                        report.problems.push(Problem {
+                            problem: format!("image {DEFAULT_IMAGE} is not present"),
+                            hint: format!("run `bottle image load --runtime {name}` (build the archive first with `cargo xtask image`)"),
+                        });
+                    }
+                }
+                Err(e) => report.problems.push(Problem {
+                    problem: format!("looking up image {DEFAULT_IMAGE} failed: {e}"),
+                    hint: "run again with -vv for details".into(),
+                }),
+            }
+        }
+        Err(Unusable::NotBuilt(_)) => report.problems.push(Problem {
+            problem: format!("this bottle was built without the {name} runtime (feature `{name}`)"),
+            hint: format!("rebuild with `cargo build -p bottle-cli --features {name}`"),
+        }),
+        Err(Unusable::Failed(e)) => {
+            if let bottle_core::Error::EngineUnavailable { tried, hint, .. } = &e {
+                report.endpoint = Some(tried.clone());
+                report.problems.push(Problem {
+                    problem: format!("the {name} engine does not answer at {tried}"),
+                    hint: hint.clone(),
+                });
+            } else {
+                report.problems.push(Problem {
+                    problem: format!("the {name} engine failed: {e}"),
+                    hint: "run again with -vv for details".into(),
+                });
+            }
+        }
+    }
+    report
+}
+
+#[derive(Debug, Serialize)]
+struct Doctor<'a> {
+    /// The engine commands would use (with `--runtime`, that one), if it answers.
+    selected: Option<&'static str>,
+    engines: &'a [Report],
+}
+
+pub async fn run(ctx: &Context) -> Result<(), Failure> {
+    output::refuse_env(ctx.global.output, "doctor")?;
+    let (docker, podman) = tokio::join!(check(Engine::Docker), check(Engine::Podman));
+    let reports = [docker, podman];
+    let selected = reports
+        .iter()
+        .filter(|r| ctx.global.runtime.is_none_or(|e| e.name() == r.engine))
+        .find(|r| r.answers)
+        .map(|r| r.engine);
+    if ctx.global.output == Output::Json {
+        output::emit_json(&Doctor {
+            selected,
+            engines: &reports,
+        });
+    } else {
+        let mut s = String::new();
+        for r in &reports {
+            let status = match (&r.version, &r.endpoint) {
+                (Some(v), Some(at)) => format!(
+                    "answers: version {v} (API {}) at {at}",
+                    r.api_version.as_deref().unwrap_or("?")
+                ),
+                (_, Some(at)) => format!("does not answer at {at}"),
+                _ => "not usable".to_string(),
+            };
+            s.push_str(&format!("{}: {status}\n", r.engine));
+            if r.image_present == Some(true) {
+                s.push_str(&format!("  image {DEFAULT_IMAGE}: present\n"));
+            }
+            for p in &r.problems {
+                s.push_str(&format!("  problem: {}\n  hint: {}\n", p.problem, p.hint));
+            }
+        }
+        match selected {
+            Some(engine) => s.push_str(&format!("\nbottle will use {engine}\n")),
+            None => s.push_str("\nno usable engine\n"),
+        }
+        output::emit(&s);
+    }
+    if selected.is_some() {
+        Ok(())
+    } else {
+        Err(Failure::unavailable(
+            match ctx.global.runtime {
+                Some(e) => format!("the {} engine does not answer", e.name()),
+                None => "no container engine answers".into(),
+            },
+            "start Docker or Podman (`cargo xtask engines` does both), then run `bottle doctor` again",
+        ))
+    }
+}

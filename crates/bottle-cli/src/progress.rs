@@ -1,0 +1,74 @@
+//! Progress on stderr: one spinner line per step of `up`, `down` and `image load`, silent when
+//! stderr is not a terminal or with `--quiet`.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bottle_core::lifecycle::{Progress, Step};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A spinner per step; each finished step stays on screen as a `✓` line.
+#[derive(Debug)]
+pub struct Spinner {
+    enabled: bool,
+    current: Mutex<Option<ProgressBar>>,
+}
+
+impl Spinner {
+    /// A spinner that draws only when `wanted` and stderr is a terminal.
+    pub fn new(wanted: bool) -> Self {
+        Spinner {
+            enabled: wanted && std::io::stderr().is_terminal(),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Ends the current step and starts a spinner for `message`.
+    pub fn begin(&self, message: String) {
+        if !self.enabled {
+            return;
+        }
+        let mut current = self.current.lock().expect("spinner lock");
+        if let Some(bar) = current.take() {
+            bar.finish();
+        }
+        let bar = ProgressBar::new_spinner().with_message(message);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
+                .expect("valid template")
+                .tick_strings(&["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", "✓"]),
+        );
+        bar.enable_steady_tick(Duration::from_millis(80));
+        *current = Some(bar);
+    }
+
+    /// Ends the current step, leaving its line on screen.
+    pub fn finish(&self) {
+        if let Some(bar) = self.current.lock().expect("spinner lock").take() {
+            bar.finish();
+        }
+    }
+
+    /// Removes the current step's line (before printing an error).
+    pub fn clear(&self) {
+        if let Some(bar) = self.current.lock().expect("spinner lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Spinner {
+    fn step(&self, _slug: &str, step: &Step) {
+        match step {
+            Step::Ready => self.finish(),
+            other => self.begin(other.to_string()),
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

@@ -1,0 +1,233 @@
+//! Flags and bottle file -> `BottleSpec`. The file is the base; flags override its single
+//! values and extend its lists (an `-e KEY` replaces the file's entry for the same key).
+//!
+//! Errors here are bad input (exit 2) and name the field; none quotes an env value, because
+//! a `KEY=VALUE` entry may hold a secret.
+
+use std::path::{Path, PathBuf};
+
+use bottle_core::runtime::Mount;
+use bottle_core::{BottleSpec, EnvEntry, LoopbackChoice};
+
+use crate::cli::SpecArgs;
+use crate::exit::Failure;
+
+/// Builds the spec that `up` and `plan` use, and checks every rule that needs no engine, so
+/// that bad input fails before any engine is contacted.
+pub fn build(args: &SpecArgs) -> Result<BottleSpec, Failure> {
+    let mut spec = match &args.file {
+        Some(path) => read_file(path)?,
+        None => BottleSpec::default(),
+    };
+    if let Some(slug) = &args.slug {
+        spec.slug = slug.clone();
+    }
+    if let Some(image) = &args.image {
+        spec.image = image.clone();
+    }
+    spec.egress_allow.extend(args.allow.iter().cloned());
+    spec.git_upstreams
+        .extend(args.git_upstreams.iter().cloned());
+    spec.supervise |= args.supervise;
+    for raw in &args.env {
+        let entry = parse_env(raw)?;
+        spec.env.retain(|e| e.key() != entry.key());
+        spec.env.push(entry);
+    }
+    for raw in &args.mounts {
+        spec.mounts.push(parse_mount(raw)?);
+    }
+    if let Some(addr) = args.loopback {
+        spec.loopback = Some(LoopbackChoice::Fixed(addr));
+    }
+    if let Some(pool) = args.loopback_pool {
+        spec.loopback = Some(LoopbackChoice::Pool(pool));
+    }
+    if let Some(pool) = args.subnet_pool {
+        spec.subnet_pool = Some(pool);
+    }
+    if let Some(memory) = args.memory {
+        spec.limits.memory_bytes = Some(memory);
+    }
+    if let Some(pids) = args.pids {
+        spec.limits.pids = Some(pids);
+    }
+    spec.daemons.extend(args.daemons.iter().cloned());
+
+    spec.validate(&|key| std::env::var(key).ok())
+        .map_err(|e| Failure::from(bottle_core::Error::from(e)))?;
+    Ok(spec)
+}
+
+/// Reads and parses a bottle file. A parse error names the file, the line and column, and
+/// the problem, but never quotes the file's text (it may hold `KEY=VALUE` secrets).
+pub fn read_file(path: &Path) -> Result<BottleSpec, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::input(
+            format!("bottle file {}: cannot read it: {e}", path.display()),
+            "check the path given to -f/--file",
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| {
+                let (line, column) = line_column(&text, span.start);
+                format!(" at line {line}, column {column}")
+            })
+            .unwrap_or_default();
+        Failure::input(
+            format!(
+                "bottle file {}{at}: {}",
+                path.display(),
+                e.message().trim_end()
+            ),
+            "fix the file (see the bottle file format in `bottle up --help`)",
+        )
+    })
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    (line, column)
+}
+
+/// `KEY=VALUE` or a bare `KEY`. The error names the key only.
+pub fn parse_env(raw: &str) -> Result<EnvEntry, Failure> {
+    EnvEntry::parse(raw).map_err(|e| {
+        // Core's message names the key only; an entry like `=VALUE` has none to name.
+        let message = if raw.starts_with('=') {
+            "env: an entry has no key before its = (use KEY=VALUE)".to_string()
+        } else {
+            e.to_string()
+        };
+        Failure::input(
+            message,
+            "use -e KEY=VALUE or -e KEY, with KEY of letters, digits and _, not starting with a digit",
+        )
+    })
+}
+
+/// `HOST:CONTAINER`, `HOST:CONTAINER:ro` or `HOST:CONTAINER:rw`.
+pub fn parse_mount(raw: &str) -> Result<Mount, Failure> {
+    let (paths, read_only) = if let Some(p) = raw.strip_suffix(":ro") {
+        (p, true)
+    } else if let Some(p) = raw.strip_suffix(":rw") {
+        (p, false)
+    } else {
+        (raw, false)
+    };
+    match paths.split_once(':') {
+        Some((host, container)) if !host.is_empty() && !container.is_empty() => Ok(Mount {
+            host_path: PathBuf::from(host),
+            container_path: PathBuf::from(container),
+            read_only,
+        }),
+        _ => Err(Failure::input(
+            format!("mounts: {raw:?} is not HOST:CONTAINER[:ro]"),
+            "use --mount /abs/host/path:/abs/container/path, with :ro for read-only",
+        )),
+    }
+}
+
+/// A size in bytes: a number, optionally followed by k, m, g or t (binary units; `kib`, `mb`
+/// and the like are accepted too).
+pub fn parse_size(raw: &str) -> Result<u64, String> {
+    let s = raw.trim().to_ascii_lowercase();
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits_end);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a size (use a number like 256m or 1g)"))?;
+    let shift = match unit.trim_end_matches(['b', 'i']) {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{raw:?} has an unknown unit (use k, m, g or t)")),
+    };
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{raw:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_size(input: &str, expect: Result<u64, ()>) {
+        assert_eq!(
+            parse_size(input).map_err(drop),
+            expect,
+            "parse_size({input:?})"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        check_size("1024", Ok(1024));
+        check_size("256m", Ok(256 << 20));
+        check_size("256M", Ok(256 << 20));
+        check_size("1g", Ok(1 << 30));
+        check_size("2GiB", Ok(2 << 30));
+        check_size("64kb", Ok(64 << 10));
+        check_size("", Err(()));
+        check_size("m", Err(()));
+        check_size("12x", Err(()));
+        check_size("-5m", Err(()));
+        check_size("99999999999999t", Err(()));
+    }
+
+    #[track_caller]
+    fn check_mount(input: &str, expect: Option<(&str, &str, bool)>) {
+        let got = parse_mount(input).ok().map(|m| {
+            (
+                m.host_path.display().to_string(),
+                m.container_path.display().to_string(),
+                m.read_only,
+            )
+        });
+        let expect = expect.map(|(h, c, r)| (h.to_string(), c.to_string(), r));
+        assert_eq!(got, expect, "parse_mount({input:?})");
+    }
+
+    #[test]
+    fn mounts() {
+        check_mount("/a:/b", Some(("/a", "/b", false)));
+        check_mount("/a:/b:ro", Some(("/a", "/b", true)));
+        check_mount("/a:/b:rw", Some(("/a", "/b", false)));
+        check_mount("/a", None);
+        check_mount(":/b", None);
+        check_mount("/a:", None);
+        check_mount("/a:ro", None);
+    }
+
+    #[test]
+    fn env_errors_never_quote_values() {
+        for raw in ["=s3cr3t", "1BAD=s3cr3t", "BAD KEY=s3cr3t", "A-B=s3cr3t"] {
+            let e = parse_env(raw).expect_err(raw).to_string();
+            assert!(e.contains("env"), "{e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+        assert!(parse_env("=x").unwrap_err().to_string().contains("no key"));
+    }
+
+    #[test]
+    fn toml_errors_name_line_and_never_quote_text() {
+        let dir = std::env::temp_dir().join(format!("bottle-cli-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "slug = \"a\"\nenv = [\"TOKEN=s3cr3t\"\nbogus").unwrap();
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("line"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        std::fs::write(&path, "slug = \"a\"\nbogus = 1\n").unwrap();
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,196 @@
+//! Helpers shared by the CLI's test suites: run the built `bottle` binary, and make sure a real
+//! engine is there (failing in CI, skipping with one line elsewhere).
+
+#![allow(dead_code, clippy::print_stderr)] // Not every suite uses every helper; skip lines are for people.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use bottle_core::conformance::in_ci;
+use serde_json::Value;
+
+pub const BOTTLE: &str = env!("CARGO_BIN_EXE_bottle");
+
+/// One real engine, with pools reserved for this suite so it never collides with others.
+#[derive(Debug, Clone, Copy)]
+pub struct Engine {
+    pub name: &'static str,
+    pub subnet_pool: &'static str,
+    pub loopback_pool: &'static str,
+    /// 127.x of the loopback pool, to check addresses against.
+    pub loopback_prefix: &'static str,
+    pub subnet_prefix: &'static str,
+}
+
+pub const DOCKER: Engine = Engine {
+    name: "docker",
+    subnet_pool: "10.217.0.0/16",
+    loopback_pool: "127.81.0.0/16",
+    loopback_prefix: "127.81.",
+    subnet_prefix: "10.217.",
+};
+
+pub const PODMAN: Engine = Engine {
+    name: "podman",
+    subnet_pool: "10.218.0.0/16",
+    loopback_pool: "127.82.0.0/16",
+    loopback_prefix: "127.82.",
+    subnet_prefix: "10.218.",
+};
+
+/// The result of one `bottle` run.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "bottle {:?} failed\nstdout: {}\nstderr: {}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "bottle {:?}: stdout is not JSON ({e}):\n{}\nstderr: {}",
+                self.args, self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// Runs `bottle` with `args` and extra environment, isolated from the caller's BOTTLE_*
+/// settings.
+pub fn bottle_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BOTTLE);
+    cmd.args(args)
+        .env_remove("BOTTLE_RUNTIME")
+        .env_remove("BOTTLE_PREFIX")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the bottle binary");
+    Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn bottle(args: &[&str]) -> Run {
+    bottle_env(args, &[])
+}
+
+impl Engine {
+    /// Runs `bottle --runtime <engine> --prefix <prefix> args...`.
+    pub fn run(&self, prefix: &str, args: &[&str]) -> Run {
+        self.run_env(prefix, args, &[])
+    }
+
+    pub fn run_env(&self, prefix: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut all = vec!["--runtime", self.name, "--prefix", prefix];
+        all.extend_from_slice(args);
+        bottle_env(&all, env)
+    }
+
+    /// The pool flags of this engine, for `up` and `plan`.
+    pub fn pools(&self) -> [&'static str; 4] {
+        [
+            "--subnet-pool",
+            self.subnet_pool,
+            "--loopback-pool",
+            self.loopback_pool,
+        ]
+    }
+
+    /// The bottles of `prefix` on the engine, from `ps --output json`.
+    #[track_caller]
+    pub fn ps(&self, prefix: &str) -> Vec<Value> {
+        match self.run(prefix, &["ps", "--output", "json"]).ok().json() {
+            Value::Array(items) => items,
+            other => panic!("ps --output json is not an array: {other}"),
+        }
+    }
+
+    /// Whether the engine answers and has the reference image (loaded here when missing).
+    /// In CI a missing engine or image is a failure; elsewhere the test skips with one line.
+    pub fn ready(&self) -> bool {
+        static DOCKER_READY: OnceLock<bool> = OnceLock::new();
+        static PODMAN_READY: OnceLock<bool> = OnceLock::new();
+        let cell = if self.name == "docker" {
+            &DOCKER_READY
+        } else {
+            &PODMAN_READY
+        };
+        *cell.get_or_init(|| self.check_ready())
+    }
+
+    fn check_ready(&self) -> bool {
+        let doctor = bottle(&["--runtime", self.name, "doctor", "--output", "json"]);
+        let report = doctor.json();
+        let entry = report["engines"]
+            .as_array()
+            .and_then(|engines| engines.iter().find(|e| e["engine"] == self.name))
+            .unwrap_or_else(|| panic!("doctor lists {}: {report}", self.name))
+            .clone();
+        if entry["answers"] != true {
+            let why = entry["problems"].to_string();
+            if in_ci() {
+                panic!("{} engine required in CI but unavailable: {why}", self.name);
+            }
+            eprintln!(
+                "skipping {} CLI tests: the engine does not answer ({why}); run `cargo xtask engines`",
+                self.name
+            );
+            return false;
+        }
+        if entry["image_present"] != true {
+            let load = bottle(&["--runtime", self.name, "--quiet", "image", "load"]);
+            if load.code != 0 {
+                if in_ci() {
+                    panic!(
+                        "loading the reference image into {} failed: {}",
+                        self.name, load.stderr
+                    );
+                }
+                eprintln!(
+                    "skipping {} CLI tests: the reference image is missing and could not be loaded ({}); run `cargo xtask image`",
+                    self.name,
+                    load.stderr.trim()
+                );
+                return false;
+            }
+        }
+        eprintln!("running CLI tests against the real {} engine", self.name);
+        true
+    }
+}
+
+/// The `env` object of an endpoints report, as a map.
+pub fn env_map(report: &Value) -> BTreeMap<String, String> {
+    report["env"]
+        .as_object()
+        .expect("env is an object")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().expect("env values are strings").to_string(),
+            )
+        })
+        .collect()
+}
