@@ -91,6 +91,10 @@ pub fn container_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
         })
         .collect::<Result<Vec<_>>>()?;
     let sec = &spec.security;
+    let memory = spec
+        .limits
+        .memory_bytes
+        .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
     let host_config = HostConfig {
         network_mode: Some(spec.network.clone()),
         port_bindings: Some(port_bindings),
@@ -107,10 +111,10 @@ pub fn container_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
                 .map(|p| (p.clone(), TMPFS_OPTIONS.to_string()))
                 .collect()
         }),
-        memory: spec
-            .limits
-            .memory_bytes
-            .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+        memory,
+        // Memory plus swap equal to memory: no swap on top of the limit. Left unset, Docker
+        // allows as much swap again as the limit.
+        memory_swap: memory,
         pids_limit: spec.limits.pids,
         ..Default::default()
     };
@@ -363,6 +367,17 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Warnings of a container create that mean a requested setting will not take effect: Docker
+/// creates the container anyway and says "... limit discarded" (a kernel without the pids or
+/// memory cgroup). Other warnings (swap cannot be limited, say) are only worth a log line.
+pub fn discarding_warnings(warnings: &[String]) -> Vec<&str> {
+    warnings
+        .iter()
+        .map(String::as_str)
+        .filter(|w| w.to_ascii_lowercase().contains("discarded"))
+        .collect()
+}
+
 /// Names the kind of object a 404 on container creation is about, from the engine's message:
 /// the image or the network can be missing as well as the container.
 pub fn missing_on_create(message: &str) -> ObjectKind {
@@ -469,6 +484,7 @@ mod tests {
         assert_eq!(hc.cap_add, Some(vec!["NET_BIND_SERVICE".to_string()]));
         assert_eq!(hc.readonly_rootfs, Some(true));
         assert_eq!(hc.memory, Some(128 << 20));
+        assert_eq!(hc.memory_swap, Some(128 << 20), "no swap beyond the limit");
         assert_eq!(hc.pids_limit, Some(256));
         assert_eq!(hc.network_mode.as_deref(), Some("bt-n"));
         let tmpfs = hc.tmpfs.as_ref().unwrap();
@@ -568,6 +584,16 @@ mod tests {
         ] {
             assert_eq!(health_of_status(status), health, "{status}");
         }
+    }
+
+    #[test]
+    fn warnings_that_discard_a_setting_are_told_apart() {
+        let w = [
+            "Your kernel does not support pids limit capabilities or the cgroup is not mounted. PIDs limit discarded.".to_string(),
+            "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".to_string(),
+        ];
+        assert_eq!(discarding_warnings(&w), vec![w[0].as_str()]);
+        assert!(discarding_warnings(&[]).is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bottle_core::runtime::{
 use bottle_core::{Error, ObjectKind, Result};
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::convert;
 use crate::errors::{self, ENGINE, HINT};
@@ -134,6 +134,31 @@ impl DockerRuntime {
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(name))
             .collect())
+    }
+
+    /// Fails a create whose warnings say a requested setting was discarded (removing the
+    /// container again), and logs any other warning.
+    async fn check_create_warnings(&self, spec: &ContainerSpec, warnings: &[String]) -> Result<()> {
+        let discarded = convert::discarding_warnings(warnings);
+        if discarded.is_empty() {
+            for w in warnings {
+                warn!(container = %spec.name, warning = %w, "docker warned on create");
+            }
+            debug!(container = %spec.name, image = %spec.image, ip = %spec.ipv4, "created container");
+            return Ok(());
+        }
+        let message = format!(
+            "the engine would run it without settings it was asked for ({}): enable the missing cgroup controllers on the host, or use another engine",
+            discarded.join("; ")
+        );
+        self.remove_container(&spec.name).await?;
+        Err(Error::Engine {
+            engine: ENGINE.into(),
+            operation: "creating container".into(),
+            target: spec.name.clone(),
+            message,
+            source: None,
+        })
     }
 
     /// Waits until a container another caller is removing is gone.
@@ -283,9 +308,9 @@ impl ContainerRuntime for DockerRuntime {
         let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
-        let Err(e) = self.docker.create_container(Some(options), body).await else {
-            debug!(container = %spec.name, image = %spec.image, ip = %spec.ipv4, "created container");
-            return Ok(());
+        let e = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => return self.check_create_warnings(spec, &created.warnings).await,
+            Err(e) => e,
         };
         if errors::unreachable(&e) {
             return Err(errors::unavailable(&self.endpoint, HINT, Some(Box::new(e))));

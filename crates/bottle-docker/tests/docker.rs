@@ -110,6 +110,7 @@ async fn hardening_shows_in_inspect() {
         plan.limits.memory_bytes.map(|m| m as i64),
         "memory limit"
     );
+    assert_eq!(hc.memory_swap, hc.memory, "no swap beyond the memory limit");
     assert!(plan.limits.memory_bytes.is_some());
 
     // The user is the image's, and it is not root.
@@ -246,6 +247,7 @@ async fn every_requested_setting_takes_effect() {
     assert_eq!(tmpfs.len(), 2, "{tmpfs:?}");
     assert!(tmpfs.contains_key("/run") && tmpfs.contains_key("/tmp"));
     assert_eq!(hc.memory, Some(48 << 20));
+    assert_eq!(hc.memory_swap, Some(48 << 20), "no swap beyond the limit");
     assert_eq!(hc.pids_limit, Some(32));
     assert_eq!(
         cfg.user.as_deref(),
