@@ -2,7 +2,9 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
+mod demo;
 mod engines;
 mod image;
 mod util;
@@ -14,6 +16,8 @@ cargo xtask <task>
 
 Tasks:
   ci        fmt check, clippy (warnings denied), engines, reference image, every test
+  demo      one bottle end to end: engine, image, up, an allowed and a denied request, down
+  bench     bring-up and teardown measured against the engine's raw API floor
   engines   make Docker and Podman reachable (install and start them when absent)
   image     build the reference bundle image archive (target/bottle-sidecars.tar)
   help      this text
@@ -25,6 +29,8 @@ fn main() -> ExitCode {
     let rest = &args[args.len().min(1)..];
     let result = match task {
         "ci" => ci::run(rest),
+        "demo" => demo::run(rest),
+        "bench" => bench::run(rest),
         "engines" => engines::run(rest),
         "image" => image::run(rest).map(drop),
         "help" | "-h" | "--help" => {
