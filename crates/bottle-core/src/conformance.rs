@@ -35,7 +35,8 @@ pub struct Fixture {
     pub image: String,
     /// A prefix unique to this test run, for every object name (`bt-docker`).
     pub prefix: String,
-    /// A private pool of /24s reserved for this run.
+    /// A private pool of /24s reserved for this run, a /18 or larger: direct cases use the
+    /// first 32 /24s, lifecycle cases allocate from the upper half.
     pub subnet_pool: Ipv4Net,
     /// A loopback pool reserved for this run.
     pub loopback_pool: Ipv4Net,
@@ -43,7 +44,9 @@ pub struct Fixture {
 
 impl Fixture {
     /// The `i`-th /24 of the pool, for cases that create networks directly. Cases use indices
-    /// 0-31; lifecycle cases allocate from the whole pool and skip taken subnets.
+    /// 0-31; lifecycle cases allocate from the upper half of the pool (see
+    /// [`Fixture::lifecycle_subnet_pool`]), so they never take a /24 a direct case is about to
+    /// create.
     fn subnet(&self, i: u32) -> Ipv4Net {
         let base = u32::from(self.subnet_pool.network()) + (i << 8);
         Ipv4Net::new(Ipv4Addr::from(base), 24).expect("valid prefix")
@@ -70,12 +73,29 @@ impl Fixture {
         Lifecycle::new(runtime, self.lifecycle_config(case))
     }
 
+    /// The subnets lifecycle cases allocate from: the upper half of [`Fixture::subnet_pool`].
+    ///
+    /// A slug's first choice is a hash over the pool; over the whole pool, a bottle of one case
+    /// (slug `right` hashes to /24 number 5) could take the /24 that a direct case running at
+    /// the same time creates next, and that case would then fail with a subnet conflict.
+    pub fn lifecycle_subnet_pool(&self) -> Ipv4Net {
+        assert!(
+            self.subnet_pool.prefix_len() <= 18,
+            "the fixture's subnet pool {} must be a /18 or larger",
+            self.subnet_pool
+        );
+        let half = self.subnet_pool.prefix_len() + 1;
+        let upper = u32::from(self.subnet_pool.network()) + (1u32 << (32 - u32::from(half)));
+        Ipv4Net::new(Ipv4Addr::from(upper), half)
+            .expect("half of a /18 or larger is a valid prefix")
+    }
+
     /// The lifecycle settings of a case: its own name prefix, this run's pools.
     pub fn lifecycle_config(&self, case: &str) -> LifecycleConfig {
         LifecycleConfig {
             pools: Pools {
                 prefix: format!("{}-{case}", self.prefix),
-                subnet_pool: self.subnet_pool,
+                subnet_pool: self.lifecycle_subnet_pool(),
                 loopback: LoopbackChoice::Pool(self.loopback_pool),
             },
             default_image: self.image.clone(),
@@ -591,7 +611,7 @@ pub async fn up_moves_past_a_taken_subnet(rt: &Arc<dyn ContainerRuntime>, fx: &F
     remove_all(rt, fx, case).await;
     let lc = fx.lifecycle(rt.clone(), case);
     let _ = lc.down("tk", &NoProgress).await;
-    let first = first_choice_subnet("tk", &fx.subnet_pool);
+    let first = first_choice_subnet("tk", &fx.lifecycle_subnet_pool());
     let squatter = fx.network(case, "squatter", first);
     rt.create_network(&squatter).await.expect("create squatter");
     let bottle = lc
