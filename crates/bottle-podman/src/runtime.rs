@@ -1,0 +1,555 @@
+//! [`PodmanRuntime`]: the [`ContainerRuntime`] primitives over libpod's REST API.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bottle_core::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
+    LogOptions, NetworkInfo, NetworkSpec,
+};
+use bottle_core::{Error, ObjectKind, Result};
+use containers_api::conn::TtyChunk;
+use futures_util::StreamExt;
+use podman_api::opts::{
+    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts,
+    NetworkCreateOpts, NetworkListFilter, NetworkListOpts,
+};
+use podman_api::{ApiVersion, Podman, LATEST_API_VERSION};
+use tracing::{debug, warn};
+
+use crate::connect::{self, Endpoint, HINT};
+use crate::error::{engine_message, status, Call};
+use crate::inspect::{self, short_image_name};
+use crate::raw::RawClient;
+use crate::{create, ENGINE};
+
+/// How long a ping may take before an endpoint counts as not answering.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Podman engine reached over its libpod REST API.
+///
+/// Cheap to clone (clones share the HTTP clients). See the crate docs for how it connects and
+/// where it works around `podman-api`.
+#[derive(Clone)]
+pub struct PodmanRuntime {
+    podman: Podman,
+    raw: RawClient,
+    endpoint: String,
+    version: ApiVersion,
+}
+
+impl fmt::Debug for PodmanRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodmanRuntime")
+            .field("endpoint", &self.endpoint)
+            .field("api_version", &self.version.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PodmanRuntime {
+    /// Connects to the first Podman API service that answers: `CONTAINER_HOST` when set, else
+    /// `/run/podman/podman.sock`, else `$XDG_RUNTIME_DIR/podman/podman.sock`.
+    pub async fn connect() -> Result<Self> {
+        let host = std::env::var("CONTAINER_HOST").ok();
+        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
+        let candidates = connect::candidates(host.as_deref(), xdg.as_deref()).map_err(|msg| {
+            Error::EngineUnavailable {
+                engine: ENGINE.into(),
+                tried: host.clone().unwrap_or_default(),
+                hint: format!("{msg}: {HINT}"),
+                source: None,
+            }
+        })?;
+        Self::connect_first(&candidates).await
+    }
+
+    /// Connects to the service at `url` (`unix:///path` or `tcp://host:port`).
+    pub async fn connect_to(url: &str) -> Result<Self> {
+        let endpoint = Endpoint::parse(url).ok_or_else(|| Error::EngineUnavailable {
+            engine: ENGINE.into(),
+            tried: url.to_string(),
+            hint: format!("{url} is not a unix:///path or tcp://host:port URL: {HINT}"),
+            source: None,
+        })?;
+        Self::connect_first(&[endpoint]).await
+    }
+
+    async fn connect_first(candidates: &[Endpoint]) -> Result<Self> {
+        let mut last = None;
+        for endpoint in candidates {
+            match Self::try_endpoint(endpoint).await {
+                Ok(rt) => {
+                    debug!(endpoint = %rt.endpoint, version = %rt.version, "connected to podman");
+                    return Ok(rt);
+                }
+                Err(e) => {
+                    debug!(endpoint = %endpoint.url(), error = %e, "podman endpoint does not answer");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(Error::EngineUnavailable {
+            engine: ENGINE.into(),
+            tried: candidates
+                .iter()
+                .map(Endpoint::url)
+                .collect::<Vec<_>>()
+                .join(", "),
+            hint: HINT.into(),
+            source: last.map(|e| Box::new(e) as _),
+        })
+    }
+
+    async fn try_endpoint(endpoint: &Endpoint) -> std::result::Result<Self, podman_api::Error> {
+        let podman = endpoint.podman(LATEST_API_VERSION)?;
+        let ping = tokio::time::timeout(PING_TIMEOUT, podman.ping())
+            .await
+            .map_err(|_| {
+                podman_api::Error::StringError(format!("no answer to ping within {PING_TIMEOUT:?}"))
+            })??;
+        // Address an older service with its own API version; a newer one accepts ours.
+        let version = ping
+            .libpod_api_version
+            .parse::<ApiVersion>()
+            .ok()
+            .filter(|v| *v < LATEST_API_VERSION)
+            .unwrap_or(LATEST_API_VERSION);
+        let podman = if version == LATEST_API_VERSION {
+            podman
+        } else {
+            endpoint.podman(version)?
+        };
+        Ok(PodmanRuntime {
+            podman,
+            raw: RawClient::new(endpoint, version)?,
+            endpoint: endpoint.url(),
+            version,
+        })
+    }
+
+    /// Where this runtime is connected (`unix:///run/podman/podman.sock`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The podman-api client, for what the trait does not cover (tests read hardening
+    /// settings from libpod's full inspect answer with it).
+    pub fn client(&self) -> &Podman {
+        &self.podman
+    }
+
+    fn call<'a>(&'a self, operation: &'a str, kind: ObjectKind, name: &'a str) -> Call<'a> {
+        Call {
+            endpoint: &self.endpoint,
+            operation,
+            kind,
+            name,
+        }
+    }
+
+    /// Inspects a container with libpod's own model (security options, caps, limits).
+    async fn inspect_raw(&self, name: &str) -> Result<podman_api::models::InspectContainerData> {
+        self.podman
+            .containers()
+            .get(name)
+            .inspect()
+            .await
+            .map_err(|e| {
+                self.call("inspecting", ObjectKind::Container, name)
+                    .error(e)
+            })
+    }
+
+    /// Removes a container without waiting; also its anonymous volumes.
+    async fn delete_container(&self, name: &str) -> std::result::Result<(), podman_api::Error> {
+        // `Container::remove` sends no timeout, and Podman then gives a PID 1 that ignores
+        // SIGTERM the full 10 s; `timeout=0` kills at once.
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .timeout(0)
+            .volumes(true)
+            .build();
+        self.podman.containers().get(name).delete(&opts).await
+    }
+}
+
+/// Label filters in libpod's syntax (`key` or `key=value`).
+fn container_filters(selector: &LabelSelector) -> Vec<ContainerListFilter> {
+    selector
+        .0
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => ContainerListFilter::LabelKeyVal(k.clone(), v.clone()),
+            None => ContainerListFilter::LabelKey(k.clone()),
+        })
+        .collect()
+}
+
+fn network_filters(selector: &LabelSelector) -> Vec<NetworkListFilter> {
+    selector
+        .0
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => NetworkListFilter::LabelKeyVal(k.clone(), v.clone()),
+            None => NetworkListFilter::LabelKey(k.clone()),
+        })
+        .collect()
+}
+
+/// A selector in words, for messages: `labelled a=b, c`.
+fn selected(selector: &LabelSelector) -> String {
+    if selector.0.is_empty() {
+        return "(no label filter)".into();
+    }
+    let labels: Vec<String> = selector
+        .0
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.clone(),
+        })
+        .collect();
+    format!("labelled {}", labels.join(", "))
+}
+
+fn network_info(n: podman_api::models::Network) -> NetworkInfo {
+    NetworkInfo {
+        name: n.name.unwrap_or_default(),
+        id: n.id.unwrap_or_default(),
+        // IPv6 subnets are not ours to plan around: bottles use IPv4 only.
+        subnets: n
+            .subnets
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.subnet.as_deref()?.parse::<ipnet::Ipv4Net>().ok())
+            .collect(),
+        labels: inspect::labels(n.labels),
+    }
+}
+
+/// Whether an engine message says a subnet is taken (Podman 4.3: "subnet 10.0.0.0/24 is already
+/// used on the host or by another config", HTTP 500).
+fn is_subnet_conflict(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("subnet") && (m.contains("already used") || m.contains("overlap"))
+}
+
+/// Whether an engine message says a container name is taken (Podman 4.3 answers with HTTP 500
+/// "the container name ... is already in use").
+fn is_name_conflict(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("already in use")
+}
+
+#[async_trait]
+impl ContainerRuntime for PodmanRuntime {
+    fn name(&self) -> &str {
+        ENGINE
+    }
+
+    async fn info(&self) -> Result<EngineInfo> {
+        let v = self.podman.version().await.map_err(|e| {
+            let message = engine_message(&e);
+            Error::EngineUnavailable {
+                engine: ENGINE.into(),
+                tried: self.endpoint.clone(),
+                hint: format!("reading the engine version failed ({message}): {HINT}"),
+                source: Some(Box::new(e)),
+            }
+        })?;
+        Ok(EngineInfo {
+            engine: ENGINE.into(),
+            version: v.version.unwrap_or_default(),
+            api_version: self.version.to_string(),
+            endpoint: self.endpoint.clone(),
+        })
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        let call = self.call("creating", ObjectKind::Network, &spec.name);
+        let opts = NetworkCreateOpts::builder()
+            .name(&spec.name)
+            .driver("bridge")
+            .subnets([podman_api::models::Subnet {
+                subnet: Some(spec.subnet.to_string()),
+                gateway: Some(spec.gateway.to_string()),
+                lease_range: None,
+            }])
+            .labels(spec.labels.iter())
+            .build();
+        let created = match self.podman.networks().create(&opts).await {
+            Ok(n) => n,
+            Err(e) => {
+                let message = engine_message(&e);
+                return Err(
+                    if status(&e) == Some(409) || message.contains("network already exists") {
+                        call.already_exists(e)
+                    } else if is_subnet_conflict(&message) {
+                        Error::SubnetConflict {
+                            subnet: spec.subnet,
+                            source: Some(Box::new(e)),
+                        }
+                    } else {
+                        call.error(e)
+                    },
+                );
+            }
+        };
+        let info = network_info(created);
+        if info.subnets != [spec.subnet] {
+            // Never hand out a network on other addresses than planned: remove it and say so.
+            if let Err(e) = self.remove_network(&spec.name).await {
+                warn!(network = %spec.name, error = %e, "removing a network created with the wrong subnet");
+            }
+            return Err(Error::Engine {
+                engine: ENGINE.into(),
+                operation: "creating".into(),
+                target: format!("network {}", spec.name),
+                message: format!(
+                    "the engine made subnets {:?} instead of {}; the network was removed",
+                    info.subnets, spec.subnet
+                ),
+                source: None,
+            });
+        }
+        Ok(info)
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.podman.networks().get(name).delete().await {
+            Ok(reports) => {
+                // libpod reports per-network failures inside a 200 answer.
+                if let Some(err) = reports.iter().find_map(|r| r.err.clone()) {
+                    return Err(Error::Engine {
+                        engine: ENGINE.into(),
+                        operation: "removing".into(),
+                        target: format!("network {name}"),
+                        message: err,
+                        source: None,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.call("removing", ObjectKind::Network, name).error(e)),
+        }
+    }
+
+    async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
+        let opts = NetworkListOpts::builder()
+            .filter(network_filters(selector))
+            .build();
+        let networks = self.podman.networks().list(&opts).await.map_err(|e| {
+            self.call("listing every", ObjectKind::Network, &selected(selector))
+                .error(e)
+        })?;
+        // Podman matches label keys as patterns; keep exactly the selected ones.
+        Ok(networks
+            .into_iter()
+            .map(network_info)
+            .filter(|n| selector.matches(&n.labels))
+            .collect())
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        let call = self.call("creating", ObjectKind::Container, &spec.name);
+        let body = create::body(spec).map_err(|e| call.engine(e))?;
+        // The raw path: podman-api's `Containers::create` cannot send `no_new_privileges`.
+        if let Err(e) = self.raw.post_json("/libpod/containers/create", &body).await {
+            // Podman 4.3 answers all three with HTTP 500; the message tells them apart.
+            let message = engine_message(&e).to_ascii_lowercase();
+            let code = status(&e);
+            return Err(if code == Some(409) || is_name_conflict(&message) {
+                call.already_exists(e)
+            } else if message.contains("network not found")
+                || (code == Some(404) && message.contains("network"))
+            {
+                Error::NotFound {
+                    kind: ObjectKind::Network,
+                    name: spec.network.clone(),
+                    source: Some(Box::new(e)),
+                }
+            } else if message.contains("image not known") || code == Some(404) {
+                Error::NotFound {
+                    kind: ObjectKind::Image,
+                    name: spec.image.clone(),
+                    source: Some(Box::new(e)),
+                }
+            } else {
+                call.error(e)
+            });
+        }
+        // Every hardening setting must show in inspect, or the container must not exist.
+        let verified = match self.inspect_raw(&spec.name).await {
+            Ok(inspected) => {
+                let missing = create::missing_settings(&spec.security, spec.limits, &inspected);
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                Err(Error::Engine {
+                    engine: ENGINE.into(),
+                    operation: "creating".into(),
+                    target: format!("container {}", spec.name),
+                    message: format!(
+                        "the engine ignored requested settings: {}; the container was removed",
+                        missing.join("; ")
+                    ),
+                    source: None,
+                })
+            }
+            Err(e) => Err(e),
+        };
+        // The caller counts a failed create as nothing created, so remove what was made.
+        if let Err(e) = self.delete_container(&spec.name).await {
+            warn!(container = %spec.name, error = %e, "removing a container that failed its checks after create");
+        }
+        verified
+    }
+
+    async fn start_container(&self, name: &str) -> Result<()> {
+        match self.podman.containers().get(name).start(None).await {
+            Ok(()) => Ok(()),
+            // 304: already running, which is what was asked.
+            Err(e) if status(&e) == Some(304) => Ok(()),
+            Err(e) => Err(self.call("starting", ObjectKind::Container, name).error(e)),
+        }
+    }
+
+    async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
+        self.inspect_raw(name).await.map(inspect::container_info)
+    }
+
+    async fn remove_container(&self, name: &str) -> Result<()> {
+        match self.delete_container(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.call("removing", ObjectKind::Container, name).error(e)),
+        }
+    }
+
+    async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter(container_filters(selector))
+            .build();
+        let listed = self.podman.containers().list(&opts).await.map_err(|e| {
+            self.call("listing every", ObjectKind::Container, &selected(selector))
+                .error(e)
+        })?;
+        // The listing has no addresses, health or published host ports: inspect each. A
+        // container removed in between is simply no longer listed.
+        let inspections = listed.into_iter().filter_map(|c| {
+            let name = c.names.and_then(|n| n.into_iter().next()).or(c.id)?;
+            Some(async move {
+                match self.inspect_container(&name).await {
+                    Ok(info) => Ok(Some(info)),
+                    Err(e) if e.kind() == bottle_core::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        });
+        let infos = futures_util::future::try_join_all(inspections).await?;
+        Ok(infos
+            .into_iter()
+            .flatten()
+            .filter(|c| selector.matches(&c.labels))
+            .collect())
+    }
+
+    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        // Podman resolves a short name (`bottle-sidecars:latest`) to the local
+        // `localhost/bottle-sidecars:latest` itself, so the reference is passed as given.
+        match self.podman.images().get(reference).inspect().await {
+            Ok(image) => {
+                let config = image.config.as_ref();
+                let labels = image
+                    .labels
+                    .clone()
+                    .or_else(|| config.and_then(|c| c.labels.clone()));
+                let user = config
+                    .and_then(|c| c.user.clone())
+                    .or(image.user.clone())
+                    .unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: image.id.unwrap_or_default(),
+                    labels: inspect::labels(labels),
+                    user,
+                }))
+            }
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self
+                .call("inspecting", ObjectKind::Image, reference)
+                .error(e)),
+        }
+    }
+
+    async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
+        let path = archive.to_path_buf();
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
+            .await
+            .map_err(|e| Error::Io {
+                what: format!("reading image archive {}", archive.display()),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| Error::Io {
+                what: format!("reading image archive {}", archive.display()),
+                source,
+            })?;
+        let target = archive.display().to_string();
+        let report = self
+            .podman
+            .images()
+            .load(bytes)
+            .await
+            .map_err(|e| self.call("loading", ObjectKind::Image, &target).error(e))?;
+        Ok(report
+            .names
+            .unwrap_or_default()
+            .iter()
+            .map(|n| short_image_name(n).to_string())
+            .collect())
+    }
+
+    async fn logs(
+        &self,
+        name: &str,
+        options: LogOptions,
+        sink: &mut (dyn FnMut(String) -> bool + Send),
+    ) -> Result<()> {
+        let call = self.call("reading logs of", ObjectKind::Container, name);
+        let mut builder = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .follow(options.follow);
+        if let Some(n) = options.tail {
+            builder = builder.tail(n.to_string());
+        }
+        let opts = builder.build();
+        let container = self.podman.containers().get(name);
+        let mut stream = container.logs(&opts);
+        // One buffer per stream: a partial stdout line must not be glued to stderr output.
+        let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        while let Some(chunk) = stream.next().await {
+            let (buf, bytes) = match chunk.map_err(|e| call.error(e))? {
+                TtyChunk::StdErr(bytes) => (&mut pending[1], bytes),
+                TtyChunk::StdOut(bytes) | TtyChunk::StdIn(bytes) => (&mut pending[0], bytes),
+            };
+            buf.extend_from_slice(&bytes);
+            while let Some(at) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=at).collect();
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+                if !sink(text.trim_end_matches('\r').to_string()) {
+                    return Ok(());
+                }
+            }
+        }
+        for rest in pending.iter().filter(|b| !b.is_empty()) {
+            if !sink(String::from_utf8_lossy(rest).into_owned()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
