@@ -91,7 +91,7 @@ impl From<Error> for Failure {
             Error::AlreadyUp { slug, found } => (
                 format!("bottle {slug} is already up ({found})"),
                 Some(format!(
-                    "use it as it is (`bottle env {slug}`), or tear it down first with `bottle down {slug}`"
+                    "use it (`bottle env {slug}`), or remove it with `bottle down {slug}`; `bottle gc` removes what crashed launches left"
                 )),
             ),
             Error::NotUp { slug } => (

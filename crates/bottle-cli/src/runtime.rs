@@ -69,7 +69,16 @@ async fn docker() -> Option<bottle_core::Result<Arc<dyn ContainerRuntime>>> {
     None
 }
 
-// bottle-podman is not committed yet: until it is, this build has no Podman runtime.
+#[cfg(feature = "podman")]
+async fn podman() -> Option<bottle_core::Result<Arc<dyn ContainerRuntime>>> {
+    Some(
+        bottle_podman::PodmanRuntime::connect()
+            .await
+            .map(|rt| Arc::new(rt) as Arc<dyn ContainerRuntime>),
+    )
+}
+
+#[cfg(not(feature = "podman"))]
 async fn podman() -> Option<bottle_core::Result<Arc<dyn ContainerRuntime>>> {
     None
 }
