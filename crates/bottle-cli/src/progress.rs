@@ -3,16 +3,32 @@
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bottle_core::lifecycle::{Progress, Step};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A spinner per step; each finished step stays on screen as a `✓` line.
+/// A spinner per step; each finished step stays on screen as a `✓` line with its duration.
 #[derive(Debug)]
 pub struct Spinner {
     enabled: bool,
-    current: Mutex<Option<ProgressBar>>,
+    current: Mutex<Option<Current>>,
+}
+
+#[derive(Debug)]
+struct Current {
+    bar: ProgressBar,
+    message: String,
+    started: Instant,
+}
+
+impl Current {
+    /// Replaces the spinner with a permanent line. indicatif leaves a finished bar's line
+    /// without a newline, so the next output would run on; this line ends properly.
+    fn done(self) {
+        self.bar.finish_and_clear();
+        eprintln!("✓ {} ({:.1?})", self.message, self.started.elapsed());
+    }
 }
 
 impl Spinner {
@@ -30,30 +46,34 @@ impl Spinner {
             return;
         }
         let mut current = self.current.lock().expect("spinner lock");
-        if let Some(bar) = current.take() {
-            bar.finish();
+        if let Some(previous) = current.take() {
+            previous.done();
         }
-        let bar = ProgressBar::new_spinner().with_message(message);
+        let bar = ProgressBar::new_spinner().with_message(message.clone());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} {elapsed:.dim}")
                 .expect("valid template")
                 .tick_strings(&["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", "✓"]),
         );
         bar.enable_steady_tick(Duration::from_millis(80));
-        *current = Some(bar);
+        *current = Some(Current {
+            bar,
+            message,
+            started: Instant::now(),
+        });
     }
 
     /// Ends the current step, leaving its line on screen.
     pub fn finish(&self) {
-        if let Some(bar) = self.current.lock().expect("spinner lock").take() {
-            bar.finish();
+        if let Some(current) = self.current.lock().expect("spinner lock").take() {
+            current.done();
         }
     }
 
-    /// Removes the current step's line (before printing an error).
+    /// Removes the current step's line (it did not finish: an error follows).
     pub fn clear(&self) {
-        if let Some(bar) = self.current.lock().expect("spinner lock").take() {
-            bar.finish_and_clear();
+        if let Some(current) = self.current.lock().expect("spinner lock").take() {
+            current.bar.finish_and_clear();
         }
     }
 }
