@@ -65,6 +65,34 @@ fn cycle(engine: Engine) {
         "{entry}"
     );
     assert!(entry["age_seconds"].is_u64(), "{entry}");
+    assert!(entry["created"].is_u64(), "{entry}");
+    assert_eq!(entry["network"], report["network"]);
+    assert_eq!(entry["container"], report["container"]);
+    check_keys(
+        entry,
+        &[
+            "slug",
+            "state",
+            "health",
+            "loopback",
+            "subnet",
+            "daemons",
+            "network",
+            "container",
+            "created",
+            "age_seconds",
+            "complete",
+        ],
+    );
+    // A complete bottle is nobody's garbage.
+    let gc = engine
+        .run(prefix, &["gc", "--dry-run", "--output", "json"])
+        .ok();
+    assert_eq!(
+        gc.json(),
+        serde_json::json!([]),
+        "gc --dry-run of a complete bottle"
+    );
     let text = engine.run(prefix, &["ps"]).ok();
     assert!(text.stdout.starts_with("SLUG"), "{}", text.stdout);
     assert!(
@@ -125,6 +153,10 @@ fn cycle(engine: Engine) {
     plan_args.extend(engine.pools());
     let plan = engine.run_env(prefix, &plan_args, &canary_env).ok();
     let logs = engine.run(prefix, &["logs", slug, "--tail", "100"]).ok();
+    assert!(
+        !logs.stdout.trim().is_empty(),
+        "the bundle said something: {logs:?}"
+    );
     for run in [&up, &text, &plan, &logs, &second] {
         assert!(
             !run.stdout.contains(&canary) && !run.stderr.contains(&canary),
@@ -150,6 +182,9 @@ fn cycle(engine: Engine) {
         .map(|r| r["kind"].as_str().expect("kind"))
         .collect();
     assert_eq!(kinds, ["container", "network"], "{down}");
+    for removed in down.as_array().into_iter().flatten() {
+        check_keys(removed, &["kind", "name", "slug", "reason"]);
+    }
     assert_eq!(engine.ps(prefix), Vec::<Value>::new());
     let again = engine.run(prefix, &["down", slug]).ok();
     assert!(again.stdout.contains("was not up"), "{}", again.stdout);
@@ -158,9 +193,40 @@ fn cycle(engine: Engine) {
     assert!(env_gone.stderr.contains("not up"), "{}", env_gone.stderr);
 }
 
+/// The object has exactly the documented fields: adding one is fine, but then document it
+/// and list it here; renaming or dropping one breaks scripts.
+#[track_caller]
+fn check_keys(object: &Value, documented: &[&str]) {
+    let mut have: Vec<&str> = object
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {object}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = documented.to_vec();
+    have.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(have, want, "fields of {object}");
+}
+
 /// The documented fields of `up` / `env` JSON output.
 #[track_caller]
 fn check_endpoints(engine: Engine, prefix: &str, slug: &str, report: &Value) {
+    check_keys(
+        report,
+        &[
+            "slug",
+            "runtime",
+            "prefix",
+            "loopback",
+            "subnet",
+            "network",
+            "container",
+            "env",
+            "allow_cidrs",
+            "daemons",
+        ],
+    );
     assert_eq!(report["slug"], slug, "{report}");
     assert_eq!(report["runtime"], engine.name, "{report}");
     assert_eq!(report["prefix"], prefix, "{report}");
@@ -178,6 +244,7 @@ fn check_endpoints(engine: Engine, prefix: &str, slug: &str, report: &Value) {
     let daemons = report["daemons"].as_array().expect("daemons is an array");
     assert!(!daemons.is_empty());
     for d in daemons {
+        check_keys(d, &["daemon", "container_port", "host_port", "url"]);
         for field in ["daemon", "url"] {
             assert!(d[field].is_string(), "daemons[].{field}: {d}");
         }
