@@ -25,6 +25,10 @@ fn cycle(engine: Engine) {
     let prefix = prefix.as_str();
     let slug = "cycle";
     engine.run(prefix, &["--quiet", "down", "--all"]).ok();
+    let _cleanup = common::DownOnDrop {
+        engine,
+        prefix: prefix.to_string(),
+    };
     let canary = format!("canary-{}-{}", engine.name, std::process::id());
     let canary_env = [(CANARY_KEY, canary.as_str())];
 
@@ -282,6 +286,10 @@ fn bad_input(engine: Engine) {
     }
     let prefix = format!("bt-cli-{}-bad", engine.name);
     let prefix = prefix.as_str();
+    let _cleanup = common::DownOnDrop {
+        engine,
+        prefix: prefix.to_string(),
+    };
     let dir = std::env::temp_dir().join(format!(
         "bottle-cli-bad-{}-{}",
         engine.name,

@@ -180,6 +180,20 @@ impl Engine {
     }
 }
 
+/// Tears down every bottle of a prefix when dropped, so a failed assertion leaves nothing
+/// behind on the engine.
+#[derive(Debug)]
+pub struct DownOnDrop {
+    pub engine: Engine,
+    pub prefix: String,
+}
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = self.engine.run(&self.prefix, &["--quiet", "down", "--all"]);
+    }
+}
+
 /// The `env` object of an endpoints report, as a map.
 pub fn env_map(report: &Value) -> BTreeMap<String, String> {
     report["env"]
