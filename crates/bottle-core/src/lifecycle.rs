@@ -183,15 +183,20 @@ pub struct BottleStatus {
     pub container: Option<String>,
     #[serde(skip)]
     pub created: Option<SystemTime>,
+    /// Agent-facing daemons of a running bundle whose published port does not accept
+    /// connections (a dead daemon), found by probing them; empty otherwise.
+    pub unreachable: Vec<String>,
 }
 
 impl BottleStatus {
-    /// Network and bundle both present, and the bundle running and not unhealthy.
+    /// Network and bundle both present, the bundle running, not unhealthy, and every
+    /// agent-facing daemon answering.
     pub fn is_complete(&self) -> bool {
         self.network.is_some()
             && self.container.is_some()
             && self.state == Some(ContainerState::Running)
             && self.health != Some(Health::Unhealthy)
+            && self.unreachable.is_empty()
     }
 }
 
@@ -298,22 +303,19 @@ impl Lifecycle {
 
     /// Subnets of every network on the engine, and loopback addresses of every bottle (of any
     /// prefix: loopback addresses are host-wide).
+    ///
+    /// A bottle's network carries its loopback label and is created before its bundle (and
+    /// cannot be removed while the bundle is attached), so networks alone tell every address in
+    /// use: one listing call, however many bottles run.
     async fn in_use(&self) -> Result<InUse> {
         let managed = LabelSelector::all().eq(labels::MANAGED, "true");
-        let every = LabelSelector::all();
-        let (networks, containers) = tokio::try_join!(
-            self.runtime.list_networks(&every),
-            self.runtime.list_containers(&managed),
-        )?;
+        let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
         let mut in_use = InUse::default();
         for n in &networks {
             in_use.subnets.extend(n.subnets.iter().copied());
             if managed.matches(&n.labels) {
                 in_use.loopbacks.extend(loopback_label(&n.labels));
             }
-        }
-        for c in &containers {
-            in_use.loopbacks.extend(loopback_label(&c.labels));
         }
         Ok(in_use)
     }
@@ -729,13 +731,71 @@ impl Lifecycle {
     }
 
     /// Every bottle of this lifecycle's prefix on the engine, complete or not, sorted by slug.
+    /// The agent-facing daemons of each running bundle are probed (concurrently), so a dead
+    /// daemon shows even where the engine runs no health checks.
     pub async fn list(&self) -> Result<Vec<BottleStatus>> {
         let selector = self.selector(None);
         let (networks, containers) = tokio::try_join!(
             self.runtime.list_networks(&selector),
             self.runtime.list_containers(&selector),
         )?;
-        Ok(group(networks, containers))
+        let probes: Vec<(String, Vec<String>)> = futures_util::future::join_all(
+            containers
+                .iter()
+                .filter(|c| c.state == ContainerState::Running)
+                .map(|c| async move {
+                    let slug = c.labels.get(labels::SLUG).cloned().unwrap_or_default();
+                    (slug, self.unreachable_daemons(c).await)
+                }),
+        )
+        .await;
+        let mut bottles = group(networks, containers);
+        for (slug, unreachable) in probes {
+            if let Some(b) = bottles.iter_mut().find(|b| b.slug == slug) {
+                b.unreachable = unreachable;
+            }
+        }
+        Ok(bottles)
+    }
+
+    /// The agent-facing daemons of a bundle that do not accept a connection on their published
+    /// port. A bundle whose labels or ports cannot be read counts every daemon as unreachable.
+    async fn unreachable_daemons(&self, c: &ContainerInfo) -> Vec<String> {
+        let catalog = c
+            .labels
+            .get(labels::CATALOG)
+            .and_then(|j| Catalog::from_json(j).ok());
+        let Some(catalog) = catalog else {
+            return vec!["(no catalog label)".into()];
+        };
+        let facing: Vec<&DaemonDef> = catalog
+            .daemons
+            .iter()
+            .filter(|d| d.facing == Facing::Agent)
+            .collect();
+        let wanted: Vec<u16> = facing.iter().map(|d| d.port).collect();
+        let ports = loopback_label(&c.labels).and_then(|lo| {
+            resolve_host_ports(&c.name, lo, &wanted, &c.ports)
+                .ok()
+                .flatten()
+                .map(|p| (lo, p))
+        });
+        let Some((loopback, ports)) = ports else {
+            return facing.iter().map(|d| d.name.clone()).collect();
+        };
+        let idle = self.config.timeouts.idle_probe;
+        let answers = futures_util::future::join_all(
+            facing
+                .iter()
+                .map(|d| probe(SocketAddr::new(IpAddr::V4(loopback), ports[&d.port]), idle)),
+        )
+        .await;
+        facing
+            .iter()
+            .zip(answers)
+            .filter(|(_, ok)| !ok)
+            .map(|(d, _)| d.name.clone())
+            .collect()
     }
 
     /// The agent's endpoints of a running bottle, re-read from the engine. Refuses a bottle
@@ -800,20 +860,21 @@ impl Lifecycle {
         ))
     }
 
-    /// Removes objects of ours that no complete bottle owns: a network without its bundle, a
-    /// bundle that is not running (or unhealthy), a bundle without its network. With
+    /// Removes objects of ours that no whole bottle owns: a network without its bundle, a
+    /// bundle that is not running, a bundle without its network. A running bundle whose
+    /// daemons do not answer is left alone (its init restarts them; `down` removes it). With
     /// `dry_run`, only lists them.
     pub async fn gc(&self, dry_run: bool) -> Result<Vec<Removed>> {
         let bottles = self.list().await?;
         let mut removed = Vec::new();
-        for b in bottles.iter().filter(|b| !b.is_complete()) {
+        for b in &bottles {
             let reason = match (&b.network, &b.container, &b.state) {
                 (Some(_), None, _) => "network without its bundle".to_string(),
                 (None, Some(_), _) => "bundle without its network".to_string(),
                 (_, _, Some(state)) if *state != ContainerState::Running => {
                     format!("bundle is {state}")
                 }
-                _ => "bundle is unhealthy".to_string(),
+                _ => continue,
             };
             if let Some(name) = &b.container {
                 if !dry_run {
@@ -862,6 +923,7 @@ fn entry<'a>(
         network: None,
         container: None,
         created: None,
+        unreachable: Vec::new(),
     });
     status.loopback = status.loopback.or_else(|| loopback_label(labels));
     if status.subnet.is_none() {
@@ -941,8 +1003,8 @@ pub fn resolve_host_ports(
     let distinct: BTreeSet<u16> = ports.values().copied().collect();
     if distinct.len() != ports.len() {
         return Err(Error::Engine {
-            engine: "engine".into(),
-            operation: "publishing ports of".into(),
+            engine: "bottle".into(),
+            operation: "checking the published ports of".into(),
             target: container.to_string(),
             message: format!("two container ports share one host port: {ports:?}"),
             source: None,

@@ -358,7 +358,6 @@ async fn a_fault_at_every_step_of_up_leaves_nothing_and_returns_the_original_err
         (Op::ListNetworks, 1),
         (Op::ListContainers, 1),
         (Op::ListNetworks, 2),
-        (Op::ListContainers, 2),
         (Op::CreateNetwork, 1),
         (Op::CreateContainer, 1),
         (Op::StartContainer, 1),
@@ -488,6 +487,17 @@ async fn endpoints_refuse_a_dead_daemon_or_a_stopped_bundle() {
     let bottle = lc.up(&spec("d"), &NoProgress).await.unwrap();
     assert_eq!(lc.endpoints("d").await.unwrap().env, bottle.endpoints.env);
     rt.kill_daemon(&bottle.plan.container_name, 8888);
+    let listed = lc.list().await.unwrap();
+    assert_eq!(
+        listed[0].unreachable,
+        vec!["pipelock".to_string()],
+        "{listed:?}"
+    );
+    assert!(!listed[0].is_complete());
+    assert!(
+        lc.gc(true).await.unwrap().is_empty(),
+        "gc leaves a running bundle to `down`"
+    );
     let err = lc.endpoints("d").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotUsable, "{err}");
     assert!(err.to_string().contains("pipelock"), "{err}");
