@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use bottle_core::conformance::{Fixture, CASES};
+use bottle_core::conformance::Fixture;
 use bottle_core::{labels, Catalog, ContainerRuntime, InMemoryRuntime};
 
-fn fixture() -> (Arc<dyn ContainerRuntime>, Fixture) {
+/// A fresh in-memory engine per case, holding the image the fixture names.
+async fn setup(_case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
     let rt = InMemoryRuntime::new();
     rt.add_image(
         "bottle-sidecars:test",
@@ -17,15 +18,7 @@ fn fixture() -> (Arc<dyn ContainerRuntime>, Fixture) {
         subnet_pool: "10.214.0.0/16".parse().unwrap(),
         loopback_pool: "127.78.0.0/16".parse().unwrap(),
     };
-    (Arc::new(rt), fx)
+    Some((Arc::new(rt), fx))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_conformance_case_passes_in_memory() {
-    let (rt, fx) = fixture();
-    for (name, case) in CASES {
-        eprintln!("conformance[memory]: {name}");
-        case(&rt, &fx).await;
-    }
-    eprintln!("conformance[memory]: {} cases passed", CASES.len());
-}
+bottle_core::conformance_tests!("memory", setup);

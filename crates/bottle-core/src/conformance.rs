@@ -159,8 +159,35 @@ pub type Case = for<'a> fn(
     &'a Fixture,
 ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// Calls `$callback!` with the name of every case: the one list both [`CASES`] and
+/// [`conformance_tests!`](crate::conformance_tests) are made from.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ([$($callback:tt)*] ($($args:tt)*)) => {
+        $($callback)*!(($($args)*)
+            network_create_is_exclusive_and_remove_idempotent,
+            overlapping_subnet_is_subnet_conflict,
+            missing_objects,
+            container_name_is_exclusive,
+            pinned_ip_is_honoured,
+            ports_published_only_on_loopback_with_distinct_host_ports,
+            labels_round_trip_and_select,
+            remove_running_container,
+            image_lookup,
+            up_down_full_cycle,
+            up_refuses_a_slug_that_is_up,
+            up_rolls_back_at_every_step,
+            up_moves_past_a_taken_subnet,
+            two_bottles_get_distinct_subnets_and_loopbacks,
+            down_is_idempotent_and_leaves_nothing,
+            gc_removes_half_created_bottles,
+        );
+    };
+}
+
 macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
+    (() $($name:ident),* $(,)?) => {
         /// Every case, by name, for backends that run them in a loop.
         pub const CASES: &[(&str, Case)] = &[
             $((stringify!($name), |rt, fx| Box::pin($name(rt, fx)))),*
@@ -168,24 +195,43 @@ macro_rules! cases {
     };
 }
 
-cases!(
-    network_create_is_exclusive_and_remove_idempotent,
-    overlapping_subnet_is_subnet_conflict,
-    missing_objects,
-    container_name_is_exclusive,
-    pinned_ip_is_honoured,
-    ports_published_only_on_loopback_with_distinct_host_ports,
-    labels_round_trip_and_select,
-    remove_running_container,
-    image_lookup,
-    up_down_full_cycle,
-    up_refuses_a_slug_that_is_up,
-    up_rolls_back_at_every_step,
-    up_moves_past_a_taken_subnet,
-    two_bottles_get_distinct_subnets_and_loopbacks,
-    down_is_idempotent_and_leaves_nothing,
-    gc_removes_half_created_bottles,
-);
+__conformance_cases!([cases]());
+
+/// Generates one `#[tokio::test]` per conformance case, so cases run in parallel and a failure
+/// names its case. `$engine` names the engine in the output; `$setup` is an
+/// `async fn(case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)>` that returns `None`
+/// to skip (outside CI only: see [`require_engine`]).
+///
+/// ```ignore
+/// bottle_core::conformance_tests!("mine", common::setup);
+/// ```
+///
+/// The calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($engine:literal, $setup:path) => {
+        $crate::__conformance_cases!([$crate::conformance_tests] (@each $engine, $setup));
+    };
+    ((@each $engine:literal, $setup:path) $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((runtime, fixture)) = $setup(stringify!($case)).await else {
+                    return;
+                };
+                $crate::conformance::announce($engine, stringify!($case));
+                $crate::conformance::$case(&runtime, &fixture).await;
+            }
+        )*
+    };
+}
+
+/// Says on stderr, past the test harness's capture, which case runs against which engine, so a
+/// run's output shows the suite really ran.
+pub fn announce(engine: &str, case: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "conformance[{engine}]: {case}");
+}
 
 async fn remove_all(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture, case: &str) {
     let sel = LabelSelector::all()

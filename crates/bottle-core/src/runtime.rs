@@ -72,7 +72,10 @@ impl EnvVar {
 }
 
 /// A bind mount of a host path into a container.
+///
+/// Unknown keys are refused: a misspelt `read_only` must not quietly give a writable mount.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mount {
     pub host_path: PathBuf,
     pub container_path: PathBuf,
