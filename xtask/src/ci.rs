@@ -31,8 +31,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let mut test = cargo();
         test.args(["test", "--workspace", "--all-features"]);
         if !quick {
-            // Real-engine suites fail instead of skipping when their engine is missing.
+            // Real-engine suites fail instead of skipping when their engine is missing, and
+            // the minutes-long scale test runs.
             test.env("CI", "true");
+            test.env("BOTTLE_SCALE_TESTS", "1");
         }
         sh(&mut test)
     })?;

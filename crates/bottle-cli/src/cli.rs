@@ -142,8 +142,9 @@ Values of bare env keys are never part of a plan: only their keys are.")]
 
     /// Remove our objects that no complete bottle owns (after a crash)
     #[command(after_help = "\
-Removes a network without its bundle, a bundle without its network, and a bundle that is
-stopped or unhealthy.
+Removes a network without its bundle, a bundle without its network, and a bundle that is not
+running. A running bundle whose daemon does not answer is left alone (its init restarts the
+daemon); `bottle down` removes it.
 
 Examples:
   bottle gc --dry-run          list what would be removed

@@ -29,8 +29,11 @@
 //! `state` (`"running"`, `"exited"`, ...; `null` when the bundle is missing); `health`
 //! (`"starting"` | `"healthy"` | `"unhealthy"` | `null`); `loopback`, `subnet`, `network`,
 //! `container` (string or `null`); `daemons` (array of names); `created` (Unix seconds or
-//! `null`); `age_seconds` (number or `null`); `complete` (bool: network and bundle present,
-//! bundle running and not unhealthy).
+//! `null`); `age_seconds` (number or `null`); `unreachable` (array of the names of agent-facing
+//! daemons of a running bundle that do not accept connections on their published port: `ps`
+//! probes them, so a dead daemon shows even where the engine runs no health checks; empty
+//! otherwise); `complete` (bool: network and bundle present, bundle running and not unhealthy,
+//! `unreachable` empty). In text output such a bottle's HEALTH reads `unhealthy (egress down)`.
 //!
 //! `down` and `gc` print an array of removed objects (`gc --dry-run`: objects it would
 //! remove): `kind` (`"container"` | `"network"`), `name`, `slug`, `reason`.
@@ -51,6 +54,17 @@
 //! of `{"problem", "hint"}`).
 //!
 //! `logs` prints one `{"line": "..."}` object per line (JSON Lines).
+//!
+//! # Testing aid: `BOTTLE_DEBUG_PAUSE_AT`
+//!
+//! With `BOTTLE_DEBUG_PAUSE_AT=<step>` in its environment, `up` (and `down`) stops for good when
+//! it reaches that step, after printing `bottle: paused at <step> ...` on stderr, and waits to be
+//! killed. Steps are reported as they start, so each pauses between two engine calls:
+//! `checking-image`, `allocating`, `creating-network` (holding the allocation lock, nothing
+//! created), `creating-container` (the network exists), `starting` (the container exists, not
+//! started), `discovering-ports` (started), `waiting-ready` (host ports known, daemons not yet
+//! probed), `rolling-back`, `removing`. The crash tests (`tests/crashes.rs`) SIGKILL the process
+//! there and check what `up`, `gc` and `down` make of the debris. It is not for production use.
 //!
 //! # `--output env`
 //!

@@ -191,7 +191,11 @@ pub struct PsEntry<'a> {
     /// Seconds since the Unix epoch when the bundle was created.
     pub created: Option<u64>,
     pub age_seconds: Option<u64>,
-    /// Network and bundle present, bundle running and not unhealthy.
+    /// Agent-facing daemons of a running bundle that do not accept connections (found by
+    /// probing their published ports; empty otherwise).
+    pub unreachable: &'a [String],
+    /// Network and bundle present, bundle running and not unhealthy, every agent-facing
+    /// daemon answering.
     pub complete: bool,
 }
 
@@ -212,9 +216,20 @@ impl<'a> PsEntry<'a> {
                     .map(|d| d.as_secs())
             }),
             age_seconds: age_seconds(b.created, now),
+            unreachable: &b.unreachable,
             complete: b.is_complete(),
         }
     }
+}
+
+/// The HEALTH column of `ps`: a daemon that does not answer makes the bottle unhealthy
+/// whatever the engine says (Podman here runs no health checks at all), else the engine's word.
+pub fn health_cell(b: &BottleStatus) -> String {
+    if !b.unreachable.is_empty() {
+        return format!("unhealthy ({} down)", b.unreachable.join(", "));
+    }
+    b.health
+        .map_or_else(|| "-".to_string(), |h| health_word(h).to_string())
 }
 
 pub fn health_word(h: bottle_core::runtime::Health) -> &'static str {
@@ -247,7 +262,7 @@ pub fn bottles(output: Output, bottles: &[BottleStatus]) {
                     vec![
                         b.slug.clone(),
                         state,
-                        b.health.map_or_else(dash, |h| health_word(h).to_string()),
+                        health_cell(b),
                         b.loopback.map_or_else(dash, |l| l.to_string()),
                         b.subnet.clone().unwrap_or_else(dash),
                         if b.daemons.is_empty() {

@@ -1,5 +1,9 @@
 //! Progress on stderr: one spinner line per step of `up`, `down` and `image load`, silent when
 //! stderr is not a terminal or with `--quiet`.
+//!
+//! Also the testing aid `BOTTLE_DEBUG_PAUSE_AT=<step>` (see the crate docs): at that step the
+//! process says so on stderr and stops until it is killed, so a test can kill it at an exact
+//! point between two engine calls.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -78,8 +82,47 @@ impl Spinner {
     }
 }
 
+/// The environment variable naming the step to pause at (a testing aid).
+pub const PAUSE_ENV: &str = "BOTTLE_DEBUG_PAUSE_AT";
+
+/// The kebab-case name of a step, as `BOTTLE_DEBUG_PAUSE_AT` takes it.
+pub fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::CheckingImage { .. } => "checking-image",
+        Step::Allocating => "allocating",
+        Step::CreatingNetwork { .. } => "creating-network",
+        Step::CreatingContainer { .. } => "creating-container",
+        Step::Starting { .. } => "starting",
+        Step::DiscoveringPorts => "discovering-ports",
+        Step::WaitingReady { .. } => "waiting-ready",
+        Step::Ready => "ready",
+        Step::RollingBack { .. } => "rolling-back",
+        Step::Removing { .. } => "removing",
+        _ => "other",
+    }
+}
+
+/// Stops this process for good when `BOTTLE_DEBUG_PAUSE_AT` names `step`, after a marker line
+/// on stderr. Each step is reported as it *starts*, so pausing at `creating-container` stops
+/// after the network exists and before the container is created. The whole (single-threaded)
+/// runtime stops with it: nothing else of this process runs until it is killed.
+fn pause_if_asked(slug: &str, step: &Step) {
+    let Some(wanted) = std::env::var_os(PAUSE_ENV) else {
+        return;
+    };
+    let name = step_name(step);
+    if wanted.to_str() != Some(name) {
+        return;
+    }
+    eprintln!("bottle: paused at {name} of {slug} ({PAUSE_ENV}); waiting to be killed");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 impl Progress for Spinner {
-    fn step(&self, _slug: &str, step: &Step) {
+    fn step(&self, slug: &str, step: &Step) {
+        pause_if_asked(slug, step);
         match step {
             Step::Ready => self.finish(),
             other => self.begin(other.to_string()),

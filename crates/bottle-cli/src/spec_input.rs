@@ -69,22 +69,94 @@ pub fn read_file(path: &Path) -> Result<BottleSpec, Failure> {
         )
     })?;
     toml::from_str(&text).map_err(|e| {
+        // A syntactically valid file failed on a value (a wrong type, say): name the key it
+        // belongs to, which the parser's message does not.
+        let key = e
+            .span()
+            .and_then(|span| key_at(&text, span.start))
+            .map(|key| format!(" ({key})"))
+            .unwrap_or_default();
         let at = e
             .span()
             .map(|span| {
                 let (line, column) = line_column(&text, span.start);
-                format!(" at line {line}, column {column}")
+                format!(" at line {line}, column {column}{key}")
             })
             .unwrap_or_default();
         Failure::input(
             format!(
                 "bottle file {}{at}: {}",
                 path.display(),
-                e.message().trim_end()
+                redact_strings(e.message().trim_end())
             ),
             "fix the file (see the bottle file format in `bottle up --help`)",
         )
     })
+}
+
+/// Replaces each string value serde quotes in a message (`invalid type: string "TOKEN=..."`)
+/// with `a string`: the value may be an env entry's secret. Key names (quoted with backticks)
+/// stay.
+fn redact_strings(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(QUOTED) {
+        out.push_str(&rest[..start]);
+        let value = &rest[start + QUOTED.len()..];
+        // The value is Debug-quoted: `\"` and `\\` are escapes, the first bare `"` ends it.
+        let mut end = value.len();
+        let mut escaped = false;
+        for (i, c) in value.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str("a string");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The dotted key (`limits.pids`, `mounts.read_only`) whose key or value holds byte `offset` of
+/// a syntactically valid TOML text, found from the parser's spans. Only key names are read.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_in_table(doc.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+/// Pushes the keys leading to `offset` below `table`; whether any was found.
+fn find_in_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        // A table's own span may cover only its header, so look inside whatever the span.
+        if key.span().contains(&offset)
+            || find_in_value(value.get_ref(), offset, path)
+            || value.span().contains(&offset)
+        {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn find_in_value(value: &toml::de::DeValue<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    match value {
+        toml::de::DeValue::Table(table) => find_in_table(table, offset, path),
+        toml::de::DeValue::Array(items) => items.iter().any(|item| {
+            find_in_value(item.get_ref(), offset, path) || item.span().contains(&offset)
+        }),
+        _ => false,
+    }
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -217,6 +289,61 @@ mod tests {
     }
 
     #[test]
+    fn string_values_are_redacted() {
+        assert_eq!(
+            redact_strings(r#"invalid type: string "A=s3cr3t", expected a sequence"#),
+            "invalid type: a string, expected a sequence"
+        );
+        assert_eq!(
+            redact_strings(r#"invalid value: string "a\"b=c", expected x; string "d""#),
+            "invalid value: a string, expected x; a string"
+        );
+        assert_eq!(
+            redact_strings("unknown field `bogus`, expected `slug`"),
+            "unknown field `bogus`, expected `slug`"
+        );
+    }
+
+    #[track_caller]
+    fn check_key(text: &str, at: &str, expect: Option<&str>) {
+        let offset = text.find(at).expect("marker in text");
+        assert_eq!(
+            key_at(text, offset).as_deref(),
+            expect,
+            "{text:?} at {at:?}"
+        );
+    }
+
+    #[test]
+    fn keys_of_values() {
+        check_key("supervise = \"yes\"\n", "\"yes", Some("supervise"));
+        check_key("slug = \"a\"\nenv = \"A=B\"\n", "\"A=B", Some("env"));
+        check_key("env = [\"T=a=b\", 1]\n", "1]", Some("env"));
+        check_key("limits = { pids = \"x\" }\n", "\"x", Some("limits.pids"));
+        check_key("[limits]\npids = \"x\"\n", "\"x", Some("limits.pids"));
+        check_key(
+            "[limits]\nmemory_bytes = 1\n",
+            "1\n",
+            Some("limits.memory_bytes"),
+        );
+        check_key(
+            "mounts = [{ host_path = \"/a\", read_only = \"no\" }]\n",
+            "\"no",
+            Some("mounts.read_only"),
+        );
+        check_key("env = [\n  \"A\", # a = b\n  2,\n]\n", "2,", Some("env"));
+        check_key("# only = a comment\n", "a comment", None);
+        check_key("x = \"\"\"a = b\"\"\"\ny = 1\n", "1\n", Some("y"));
+        check_key(
+            "limits = { memory_bytes = 99999999999999999999 }\n",
+            "999",
+            Some("limits.memory_bytes"),
+        );
+        check_key("[limits]\ncpus = 2\n", "cpus", Some("limits.cpus"));
+        check_key("x = [\n", "[", None);
+    }
+
+    #[test]
     fn toml_errors_name_line_and_never_quote_text() {
         let dir = std::env::temp_dir().join(format!("bottle-cli-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -224,6 +351,10 @@ mod tests {
         std::fs::write(&path, "slug = \"a\"\nenv = [\"TOKEN=s3cr3t\"\nbogus").unwrap();
         let e = read_file(&path).unwrap_err().to_string();
         assert!(e.contains("line"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        std::fs::write(&path, "slug = \"a\"\nenv = \"TOKEN=s3cr3t\"\n").unwrap();
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("(env)"), "{e}");
         assert!(!e.contains("s3cr3t"), "{e}");
         std::fs::write(&path, "slug = \"a\"\nbogus = 1\n").unwrap();
         let e = read_file(&path).unwrap_err().to_string();

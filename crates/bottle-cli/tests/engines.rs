@@ -62,6 +62,7 @@ fn cycle(engine: Engine) {
     assert_eq!(entry["slug"], slug);
     assert_eq!(entry["state"], "running");
     assert_eq!(entry["complete"], true);
+    assert_eq!(entry["unreachable"], serde_json::json!([]), "{entry}");
     assert_eq!(entry["loopback"], loopback.as_str());
     assert_eq!(entry["subnet"], subnet);
     assert!(
@@ -85,6 +86,7 @@ fn cycle(engine: Engine) {
             "container",
             "created",
             "age_seconds",
+            "unreachable",
             "complete",
         ],
     );

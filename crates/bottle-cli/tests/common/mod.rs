@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::print_stderr)] // Not every suite uses every helper; skip lines are for people.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use bottle_core::conformance::in_ci;
@@ -207,4 +207,135 @@ pub fn env_map(report: &Value) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// Runs the engine's own command-line client (`docker` or `podman`) and returns its stdout;
+/// `None` when it fails (its stderr is printed).
+pub fn engine_cli(engine: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(engine)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the {engine} client: {e}"));
+    if out.status.success() {
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        eprintln!(
+            "{engine} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        None
+    }
+}
+
+/// Every container and network of `prefix` on the engine, asked of the engine's own client
+/// both by our prefix label and by name (`<prefix>-...`), so an object that lost its labels, or
+/// one the lifecycle never labelled, shows too. Sorted, deduplicated: `container NAME`,
+/// `network NAME`.
+#[track_caller]
+pub fn engine_objects(engine: &str, prefix: &str) -> Vec<String> {
+    let label = format!("label={}={prefix}", bottle_core::labels::PREFIX);
+    let named = format!("{prefix}-");
+    let lines = |args: &[&str]| -> Vec<String> {
+        engine_cli(engine, args)
+            .unwrap_or_else(|| panic!("{engine} {args:?} failed"))
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut found = std::collections::BTreeSet::new();
+    for name in lines(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]) {
+        found.insert(format!("container {name}"));
+    }
+    for name in lines(&["ps", "-a", "--format", "{{.Names}}"]) {
+        if name.starts_with(&named) {
+            found.insert(format!("container {name}"));
+        }
+    }
+    for name in lines(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]) {
+        found.insert(format!("network {name}"));
+    }
+    for name in lines(&["network", "ls", "--format", "{{.Name}}"]) {
+        if name.starts_with(&named) {
+            found.insert(format!("network {name}"));
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Fails unless nothing of `prefix` is left on the engine, by label or by name.
+#[track_caller]
+pub fn assert_nothing_left(engine: &str, prefix: &str, after: &str) {
+    let left = engine_objects(engine, prefix);
+    assert!(
+        left.is_empty(),
+        "{engine}: after {after}, objects of prefix {prefix} are left: {left:?}"
+    );
+}
+
+/// `docker inspect` / `podman inspect` of one object, as JSON (the first element).
+#[track_caller]
+pub fn inspect(engine: &str, kind: &str, name: &str) -> Value {
+    let text = engine_cli(engine, &[kind, "inspect", name])
+        .unwrap_or_else(|| panic!("{engine} {kind} inspect {name} failed"));
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{engine} {kind} inspect {name}: not JSON ({e}): {text}"));
+    match v {
+        Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
+        other => panic!("{engine} {kind} inspect {name}: {other}"),
+    }
+}
+
+/// `bottle --runtime <engine> --prefix <prefix> args...` as a child process with stderr piped
+/// (and stdout too), for tests that kill it or run many at once.
+pub fn spawn_bottle(engine: &str, prefix: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(BOTTLE);
+    cmd.args(["--runtime", engine, "--prefix", prefix])
+        .args(args)
+        .env_remove("BOTTLE_RUNTIME")
+        .env_remove("BOTTLE_PREFIX")
+        .env_remove("RUST_LOG")
+        .env_remove(PAUSE_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn the bottle binary")
+}
+
+/// Waits for a child from [`spawn_bottle`] and collects it as a [`Run`].
+pub fn finish(child: Child, args: &[&str]) -> Run {
+    let out = child.wait_with_output().expect("wait for bottle");
+    Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The testing aid of the CLI's progress reporter (see the CLI's crate docs).
+pub const PAUSE_ENV: &str = "BOTTLE_DEBUG_PAUSE_AT";
+
+/// Whether an opt-in suite runs: when `var` is `1`, or in CI. Otherwise prints one line saying
+/// how to run it.
+pub fn opted_in(var: &str, suite: &str) -> bool {
+    if std::env::var(var).is_ok_and(|v| v == "1") || in_ci() {
+        return true;
+    }
+    say(&format!(
+        "skipping {suite}: set {var}=1 to run it (CI runs it)"
+    ));
+    false
+}
+
+/// A line on the test's stderr directly, past libtest's capture, so it shows in every run's
+/// output (figures, skips).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -1,0 +1,294 @@
+//! Concurrent launches from separate `bottle` processes on the real Docker and Podman engines.
+//!
+//! - Eight processes launching eight different bottles at the same moment, every one of them
+//!   wanting the *same* first-choice subnet and loopback address, in a pool of exactly eight
+//!   subnets: all succeed, and no two share a subnet or a loopback address (allocation is
+//!   serialised across processes by the lock file, and the engine's own conflicts are retried).
+//! - Two processes launching the same slug at once: exactly one succeeds, the other says
+//!   "already up", and exactly one bottle's objects exist afterwards.
+//!
+//! Each test has its own `--prefix` and its own part of this suite's pools (10.240/16 and
+//! 127.100/16 on Docker, 10.241/16 and 127.101/16 on Podman), so it runs beside every other test.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bottle_core::plan::{allocate_loopback, first_choice_subnet};
+use bottle_core::LoopbackChoice;
+use common::{assert_nothing_left, engine_objects, finish, spawn_bottle, DownOnDrop, Engine};
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+const DOCKER: Engine = Engine {
+    name: "docker",
+    subnet_pool: "10.240.0.0/16",
+    loopback_pool: "127.100.0.0/16",
+    loopback_prefix: "127.100.",
+    subnet_prefix: "10.240.",
+};
+
+const PODMAN: Engine = Engine {
+    name: "podman",
+    subnet_pool: "10.241.0.0/16",
+    loopback_pool: "127.101.0.0/16",
+    loopback_prefix: "127.101.",
+    subnet_prefix: "10.241.",
+};
+
+/// How many processes race in one round.
+const RACERS: usize = 8;
+/// How many rounds of racers.
+const ROUNDS: usize = 2;
+
+/// The pools of the different-slugs race: exactly [`RACERS`] subnets, a handful more loopback
+/// addresses than racers (a /28 has 14 usable ones), so any double allocation shows.
+fn race_pools(engine: Engine) -> (Ipv4Net, Ipv4Net) {
+    let second = if engine.name == "docker" { 240 } else { 241 };
+    (
+        format!("10.{second}.0.0/21").parse().expect("pool"),
+        format!("127.{}.0.0/28", second - 140)
+            .parse()
+            .expect("pool"),
+    )
+}
+
+/// Groups of [`RACERS`] slugs whose first-choice subnet and loopback address are the same, so
+/// that every racer of a round wants what every other one wants.
+fn colliding_slugs(subnets: &Ipv4Net, loopbacks: &Ipv4Net, groups: usize) -> Vec<Vec<String>> {
+    let choice = LoopbackChoice::Pool(*loopbacks);
+    let mut by_choice: BTreeMap<(Ipv4Net, std::net::Ipv4Addr), Vec<String>> = BTreeMap::new();
+    let mut found = Vec::new();
+    for i in 0.. {
+        let slug = format!("race-{i}");
+        let subnet = first_choice_subnet(&slug, subnets);
+        let loopback = allocate_loopback(&slug, &choice, &BTreeSet::new()).expect("a free address");
+        let group = by_choice.entry((subnet, loopback)).or_default();
+        group.push(slug);
+        if group.len() == RACERS {
+            found.push(std::mem::take(group));
+            if found.len() == groups {
+                return found;
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+fn different_slugs_never_share_an_address(engine: Engine) {
+    if !engine.ready() {
+        return;
+    }
+    let prefix = format!("bt-race-{}", engine.name);
+    let prefix = prefix.as_str();
+    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
+    let _cleanup = DownOnDrop {
+        engine,
+        prefix: prefix.to_string(),
+    };
+    let (subnets, loopbacks) = race_pools(engine);
+    let (subnet_flag, loopback_flag) = (subnets.to_string(), loopbacks.to_string());
+    for (round, slugs) in colliding_slugs(&subnets, &loopbacks, ROUNDS)
+        .into_iter()
+        .enumerate()
+    {
+        eprintln!(
+            "{}: round {round}: {RACERS} processes launch {slugs:?} at once, all wanting {} and {}",
+            engine.name,
+            first_choice_subnet(&slugs[0], &subnets),
+            allocate_loopback(
+                &slugs[0],
+                &LoopbackChoice::Pool(loopbacks),
+                &BTreeSet::new()
+            )
+            .expect("address")
+        );
+        let args: Vec<Vec<&str>> = slugs
+            .iter()
+            .map(|slug| {
+                vec![
+                    "--quiet",
+                    "up",
+                    slug.as_str(),
+                    "--output",
+                    "json",
+                    "--subnet-pool",
+                    &subnet_flag,
+                    "--loopback-pool",
+                    &loopback_flag,
+                ]
+            })
+            .collect();
+        // Spawned back to back, then waited for: they run at the same time.
+        let children: Vec<_> = args
+            .iter()
+            .map(|a| spawn_bottle(engine.name, prefix, a, &[]))
+            .collect();
+        let runs: Vec<_> = children
+            .into_iter()
+            .zip(&args)
+            .map(|(child, a)| finish(child, a))
+            .collect();
+
+        let mut subnets_seen = BTreeSet::new();
+        let mut loopbacks_seen = BTreeSet::new();
+        for run in runs {
+            let report = run.ok().json();
+            let subnet: Ipv4Net = report["subnet"].as_str().expect("subnet").parse().unwrap();
+            let loopback: std::net::Ipv4Addr = report["loopback"]
+                .as_str()
+                .expect("loopback")
+                .parse()
+                .unwrap();
+            assert!(subnets.contains(&subnet), "{subnet} is in {subnets}");
+            assert!(
+                loopbacks.contains(&loopback),
+                "{loopback} is in {loopbacks}"
+            );
+            assert!(
+                subnets_seen.insert(subnet),
+                "{}: two bottles got subnet {subnet}",
+                engine.name
+            );
+            assert!(
+                loopbacks_seen.insert(loopback),
+                "{}: two bottles got loopback {loopback}",
+                engine.name
+            );
+            for d in report["daemons"].as_array().expect("daemons") {
+                let port = d["host_port"].as_u64().expect("port") as u16;
+                let addr = SocketAddr::new(IpAddr::V4(loopback), port);
+                TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap_or_else(|e| {
+                    panic!("{} of {} at {addr}: {e}", d["daemon"], report["slug"])
+                });
+            }
+        }
+
+        // The engine agrees: one network per bottle, each with the subnet reported.
+        let ps = engine.ps(prefix);
+        assert_eq!(ps.len(), RACERS, "{ps:?}");
+        let mut engine_subnets = BTreeSet::new();
+        for entry in &ps {
+            assert_eq!(entry["complete"], true, "{entry}");
+            let network = entry["network"].as_str().expect("network");
+            let inspected = common::inspect(engine.name, "network", network);
+            engine_subnets.extend(network_subnets(&inspected));
+        }
+        assert_eq!(
+            engine_subnets, subnets_seen,
+            "the engine's networks have the reported subnets"
+        );
+
+        engine.run(prefix, &["--quiet", "down", "--all"]).ok();
+        assert_nothing_left(engine.name, prefix, "down --all");
+    }
+}
+
+/// The IPv4 subnets of a network, from either engine's `network inspect`.
+fn network_subnets(inspected: &Value) -> Vec<Ipv4Net> {
+    let docker = inspected["IPAM"]["Config"].as_array();
+    let podman = inspected["subnets"].as_array();
+    docker
+        .into_iter()
+        .chain(podman)
+        .flatten()
+        .filter_map(|c| c["Subnet"].as_str().or(c["subnet"].as_str()))
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+fn same_slug_exactly_one_wins(engine: Engine) {
+    if !engine.ready() {
+        return;
+    }
+    let prefix = format!("bt-same-{}", engine.name);
+    let prefix = prefix.as_str();
+    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
+    let _cleanup = DownOnDrop {
+        engine,
+        prefix: prefix.to_string(),
+    };
+    // A part of the engine's pools that the different-slugs race does not use.
+    let second = if engine.name == "docker" { 240 } else { 241 };
+    let subnets = format!("10.{second}.16.0/20");
+    let loopbacks = format!("127.{}.1.0/24", second - 140);
+    let slug = "twin";
+    let args = [
+        "--quiet",
+        "up",
+        slug,
+        "--output",
+        "json",
+        "--subnet-pool",
+        &subnets,
+        "--loopback-pool",
+        &loopbacks,
+    ];
+    for round in 0..3 {
+        let a = spawn_bottle(engine.name, prefix, &args, &[]);
+        let b = spawn_bottle(engine.name, prefix, &args, &[]);
+        let runs = [finish(a, &args), finish(b, &args)];
+        let winners: Vec<_> = runs.iter().filter(|r| r.code == 0).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "{} round {round}: exactly one of two launches of {slug} succeeds: {runs:#?}",
+            engine.name
+        );
+        let loser = runs.iter().find(|r| r.code != 0).expect("a loser");
+        assert_eq!(loser.code, 1, "{loser:#?}");
+        assert!(
+            loser
+                .stderr
+                .contains(&format!("bottle {slug} is already up")),
+            "the loser says the bottle is already up: {}",
+            loser.stderr
+        );
+        assert!(loser.stdout.is_empty(), "{loser:#?}");
+
+        // Exactly the winner's two objects exist, and they work.
+        assert_eq!(
+            engine_objects(engine.name, prefix),
+            [
+                format!("container {prefix}-sidecars-{slug}"),
+                format!("network {prefix}-bundle-{slug}"),
+            ],
+            "{} round {round}",
+            engine.name
+        );
+        let report = winners[0].json();
+        let env = engine
+            .run(prefix, &["env", slug, "--output", "json"])
+            .ok()
+            .json();
+        assert_eq!(common::env_map(&env), common::env_map(&report));
+        let ps = engine.ps(prefix);
+        assert_eq!(ps.len(), 1, "{ps:?}");
+        assert_eq!(ps[0]["complete"], true, "{ps:?}");
+
+        engine.run(prefix, &["--quiet", "down", slug]).ok();
+        assert_nothing_left(engine.name, prefix, "down");
+    }
+}
+
+#[test]
+fn docker_racing_launches_get_distinct_subnets_and_loopbacks() {
+    different_slugs_never_share_an_address(DOCKER);
+}
+
+#[test]
+fn podman_racing_launches_get_distinct_subnets_and_loopbacks() {
+    different_slugs_never_share_an_address(PODMAN);
+}
+
+#[test]
+fn docker_same_slug_launched_twice_at_once_one_wins() {
+    same_slug_exactly_one_wins(DOCKER);
+}
+
+#[test]
+fn podman_same_slug_launched_twice_at_once_one_wins() {
+    same_slug_exactly_one_wins(PODMAN);
+}
