@@ -274,8 +274,10 @@ fn config_json(catalog: &str, ports: &[u16], diff_id: &str) -> String {
         uid = UID,
         bin = bin,
         exposed = exposed,
-        interval = 2 * SECOND,
-        timeout = 3 * SECOND,
+        // Every check is an `exec` the engine runs; with a hundred bundles on two cores, checks
+        // every 2 s saturated the host and timed out while the daemons served.
+        interval = 10 * SECOND,
+        timeout = 5 * SECOND,
         start = 10 * SECOND,
         catalog = json_string(catalog),
         diff_id = diff_id,

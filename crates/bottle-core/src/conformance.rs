@@ -202,7 +202,7 @@ __conformance_cases!([cases]());
 /// `async fn(case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)>` that returns `None`
 /// to skip (outside CI only: see [`require_engine`]).
 ///
-/// ```ignore
+/// ```text
 /// bottle_core::conformance_tests!("mine", common::setup);
 /// ```
 ///
@@ -787,21 +787,24 @@ pub fn image_archive(manifest_dir: &str) -> std::path::PathBuf {
     dir.join("target").join("bottle-sidecars.tar")
 }
 
-/// Loads the reference image into `rt` when it is absent, and returns its reference.
+/// Makes the reference image on `rt` the one in the archive `cargo xtask image` wrote, and
+/// returns its reference. The archive is loaded whenever it exists, so an older image of the
+/// same name left on the engine by an earlier build is replaced; without an archive, an image
+/// already present is used.
 pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &str) -> String {
     let reference = crate::lifecycle::DEFAULT_IMAGE;
-    if rt.image(reference).await.expect("image lookup").is_some() {
-        return reference.to_string();
-    }
     let archive = image_archive(manifest_dir);
-    assert!(
-        archive.exists(),
-        "reference image archive {} is missing: run `cargo xtask image`",
-        archive.display()
-    );
-    rt.load_image(&archive)
-        .await
-        .expect("load the reference image");
+    if archive.exists() {
+        rt.load_image(&archive)
+            .await
+            .expect("load the reference image");
+    } else {
+        assert!(
+            rt.image(reference).await.expect("image lookup").is_some(),
+            "reference image {reference} is not on the engine and its archive {} is missing: run `cargo xtask image`",
+            archive.display()
+        );
+    }
     assert!(
         rt.image(reference).await.expect("image lookup").is_some(),
         "{reference} present after loading {}",

@@ -189,13 +189,14 @@ pub struct BottleStatus {
 }
 
 impl BottleStatus {
-    /// Network and bundle both present, the bundle running, not unhealthy, and every
-    /// agent-facing daemon answering.
+    /// Network and bundle both present, the bundle running, and every agent-facing daemon
+    /// answering. The engine's own health status is reported but not used here: engines run
+    /// health checks as timed `exec`s, which time out on a loaded host while the daemons serve
+    /// (and Podman without systemd never runs them); the probe asks the daemons themselves.
     pub fn is_complete(&self) -> bool {
         self.network.is_some()
             && self.container.is_some()
             && self.state == Some(ContainerState::Running)
-            && self.health != Some(Health::Unhealthy)
             && self.unreachable.is_empty()
     }
 }
@@ -819,12 +820,6 @@ impl Lifecycle {
             return Err(not_usable(format!(
                 "bundle {} is {}: bring it back with `bottle down {slug}` then `bottle up {slug}`",
                 c.name, c.state
-            )));
-        }
-        if c.health == Some(Health::Unhealthy) {
-            return Err(not_usable(format!(
-                "bundle {} is unhealthy: read `bottle logs {slug}`",
-                c.name
             )));
         }
         let loopback = loopback_label(&c.labels)
