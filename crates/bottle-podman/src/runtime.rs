@@ -250,18 +250,22 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn info(&self) -> Result<EngineInfo> {
-        let v = self.podman.version().await.map_err(|e| {
+        // The ping, not `/version`: Podman answers `/version` by asking each of its components
+        // (conmon, the OCI runtime, ...) for theirs, about half a second on these machines, and
+        // the CLI asks for `info` on every command. Podman 4's `Libpod-API-Version` header is
+        // its own version, so the ping says the same and costs one round trip.
+        let ping = self.podman.ping().await.map_err(|e| {
             let message = engine_message(&e);
             Error::EngineUnavailable {
                 engine: ENGINE.into(),
                 tried: self.endpoint.clone(),
-                hint: format!("reading the engine version failed ({message}): {HINT}"),
+                hint: format!("pinging the engine failed ({message}): {HINT}"),
                 source: Some(Box::new(e)),
             }
         })?;
         Ok(EngineInfo {
             engine: ENGINE.into(),
-            version: v.version.unwrap_or_default(),
+            version: ping.libpod_api_version,
             api_version: self.version.to_string(),
             endpoint: self.endpoint.clone(),
         })
@@ -279,7 +283,24 @@ impl ContainerRuntime for PodmanRuntime {
             }])
             .labels(spec.labels.iter())
             .build();
-        let created = match self.podman.networks().create(&opts).await {
+        // Podman 4.3 checks a new subnet against the host's interfaces by listing them and
+        // then reading each one's addresses; a bridge that another network's container adds
+        // or removes in between fails the whole create with "route ip+net: no such network
+        // interface". Nothing was created then, so the create is tried again, a few times.
+        let mut attempt = 0;
+        let created = loop {
+            attempt += 1;
+            match self.podman.networks().create(&opts).await {
+                Err(e)
+                    if attempt < 5 && engine_message(&e).contains("no such network interface") =>
+                {
+                    warn!(network = %spec.name, attempt, "interfaces changed during network create; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
+        let created = match created {
             Ok(n) => n,
             Err(e) => {
                 let message = engine_message(&e);
