@@ -212,7 +212,10 @@ pub fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
             .as_ref()
             .map(ports::from_port_map)
             .unwrap_or_default(),
-        created: c.created.as_deref().and_then(parse_rfc3339),
+        created: c
+            .created
+            .map(SystemTime::from)
+            .filter(|t| *t > SystemTime::UNIX_EPOCH),
     }
 }
 
@@ -296,8 +299,8 @@ fn btree_map(labels: Option<HashMap<String, String>>) -> Labels {
 
 /// Parses the RFC 3339 timestamps Docker writes (`2024-05-07T21:09:36.123456789Z`, or with a
 /// `+02:00` offset). `None` for anything else and for times before 1970, such as Docker's
-/// zero time `0001-01-01T00:00:00Z`. bollard hands these over as strings unless its `chrono`
-/// or `time` feature is on, and neither is worth a dependency for this.
+/// zero time `0001-01-01T00:00:00Z`. bollard's models carry parsed times (its `time` feature is
+/// on); this reads the same text for callers that hold it unparsed.
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {

@@ -242,12 +242,7 @@ impl ContainerRuntime for DockerRuntime {
         if same.len() > 1 {
             let oldest = same
                 .iter()
-                .min_by_key(|n| {
-                    (
-                        n.created.as_deref().and_then(convert::parse_rfc3339),
-                        n.id.clone(),
-                    )
-                })
+                .min_by_key(|n| (n.created.map(std::time::SystemTime::from), n.id.clone()))
                 .and_then(|n| n.id.clone());
             if oldest.as_deref() != Some(created.id.as_str()) {
                 if let Err(e) = self.docker.remove_network(&created.id).await {
