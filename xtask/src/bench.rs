@@ -21,14 +21,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .unwrap_or_else(|| root().join("target"));
 
     let mut bench = cargo();
-    bench.args([
-        "bench",
-        "-p",
-        "bottle-bench",
-        "--bench",
-        "contenders",
-        "--",
-    ]);
+    bench.args(["bench", "-p", "bottle-bench", "--bench", "contenders", "--"]);
     if !help {
         let archive = crate::image::run(&[])?;
         sh(cargo().args(["build", "--release", "-p", "bottle-cli"]))?;
