@@ -304,21 +304,9 @@ impl Lifecycle {
 
     /// Subnets of every network on the engine, and loopback addresses of every bottle (of any
     /// prefix: loopback addresses are host-wide).
-    ///
-    /// A bottle's network carries its loopback label and is created before its bundle (and
-    /// cannot be removed while the bundle is attached), so networks alone tell every address in
-    /// use: one listing call, however many bottles run.
     async fn in_use(&self) -> Result<InUse> {
-        let managed = LabelSelector::all().eq(labels::MANAGED, "true");
         let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
-        let mut in_use = InUse::default();
-        for n in &networks {
-            in_use.subnets.extend(n.subnets.iter().copied());
-            if managed.matches(&n.labels) {
-                in_use.loopbacks.extend(loopback_label(&n.labels));
-            }
-        }
-        Ok(in_use)
+        Ok(in_use_of(&networks))
     }
 
     /// Brings a bottle up and returns its agent endpoints once every agent-facing daemon
@@ -468,7 +456,22 @@ impl Lifecycle {
             Some(path) => Some(FileLock::acquire(path.clone()).await?),
             None => None,
         };
-        let mut in_use = self.in_use().await?;
+        let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
+        // Under the lock, a launch of the same slug that got here first is visible: refuse
+        // before creating anything. (Docker 20.10 would even create a second network of the
+        // same name, which breaks the first launch's container create.)
+        let name = plan::network_name(self.prefix(), &spec.slug);
+        let ours = self.selector(Some(&spec.slug));
+        if let Some(n) = networks
+            .iter()
+            .find(|n| n.name == name || ours.matches(&n.labels))
+        {
+            return Err(Error::AlreadyUp {
+                slug: spec.slug.clone(),
+                found: format!("network {} exists", n.name),
+            });
+        }
+        let mut in_use = in_use_of(&networks);
         for attempt in 0..=self.config.max_subnet_retries {
             let plan = plan::plan(spec, image, catalog, profile, &self.config.pools, &in_use)?;
             progress.step(
@@ -896,6 +899,22 @@ impl Lifecycle {
         }
         Ok(removed)
     }
+}
+
+/// What `networks` (every network on the engine) take: their subnets, and the loopback
+/// addresses of bottles. A bottle's network carries its loopback label and is created before its
+/// bundle (and cannot be removed while the bundle is attached), so networks alone tell every
+/// address in use: one listing call, however many bottles run.
+fn in_use_of(networks: &[NetworkInfo]) -> InUse {
+    let managed = LabelSelector::all().eq(labels::MANAGED, "true");
+    let mut in_use = InUse::default();
+    for n in networks {
+        in_use.subnets.extend(n.subnets.iter().copied());
+        if managed.matches(&n.labels) {
+            in_use.loopbacks.extend(loopback_label(&n.labels));
+        }
+    }
+    in_use
 }
 
 fn loopback_label(labels: &crate::runtime::Labels) -> Option<Ipv4Addr> {
