@@ -268,10 +268,12 @@ async fn measure(api: &Api, opts: &Options) -> Measured {
     let total = opts.warmup + opts.rounds;
     for r in 0..total {
         let timed = r >= opts.warmup;
-        // Rotated each round, so no contender always follows the same one.
+        // Rotated each round, and reversed every other round, so no contender always runs
+        // first or always follows the same one.
         let k = contenders.len().max(1);
         for i in 0..contenders.len() {
-            let c = contenders[(i + r) % k];
+            let j = if r % 2 == 1 { k - 1 - i } else { i };
+            let c = contenders[(j + r) % k];
             let args = vec![
                 "round".to_string(),
                 c.name().to_string(),

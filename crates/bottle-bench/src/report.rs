@@ -142,7 +142,7 @@ fn engine_section(out: &mut String, r: &EngineReport, opts: &Options) {
     let _ = writeln!(
         out,
         "### {} {}\n\n{} timed rounds per contender after {} warm-up round(s), contenders alternating \
-         round by round (the order rotated each round); {:.0} s for this engine.\n",
+         round by round (the order rotated each round and reversed every other round); {:.0} s for this engine.\n",
         r.engine.name(),
         r.version,
         opts.rounds,
