@@ -1,13 +1,20 @@
 //! The conformance suite against `InMemoryRuntime`: the reference for what real engines must do.
+//! It runs twice: with ports that behave like Docker's userland proxy (the default) and with
+//! kernel-forwarded ports, as rootful Podman's.
 
 use std::sync::Arc;
 
 use bottle_core::conformance::Fixture;
-use bottle_core::{labels, Catalog, ContainerRuntime, InMemoryRuntime};
+use bottle_core::{labels, Catalog, ContainerRuntime, InMemoryRuntime, PortForwarding};
 
 /// A fresh in-memory engine per case, holding the image the fixture names.
 async fn setup(_case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
+    setup_with(PortForwarding::Proxied)
+}
+
+fn setup_with(forwarding: PortForwarding) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
     let rt = InMemoryRuntime::new();
+    rt.set_port_forwarding(forwarding);
     rt.add_image(
         "bottle-sidecars:test",
         [(labels::CATALOG.to_string(), Catalog::seed().to_json())].into(),
@@ -22,3 +29,13 @@ async fn setup(_case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
 }
 
 bottle_core::conformance_tests!("memory", setup);
+
+mod direct {
+    use super::*;
+
+    async fn setup(_case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
+        setup_with(PortForwarding::Direct)
+    }
+
+    bottle_core::conformance_tests!("memory, direct ports", setup);
+}

@@ -172,6 +172,7 @@ macro_rules! __conformance_cases {
             container_name_is_exclusive,
             pinned_ip_is_honoured,
             ports_published_only_on_loopback_with_distinct_host_ports,
+            port_without_daemon_never_passes_readiness,
             labels_round_trip_and_select,
             remove_running_container,
             image_lookup,
@@ -399,6 +400,78 @@ pub async fn ports_published_only_on_loopback_with_distinct_host_ports(
             Some(IpAddr::V4(lo)),
             "binding {b:?} is on {lo} only"
         );
+    }
+    remove_all(rt, fx, case).await;
+}
+
+/// A published port with no daemon behind it never passes the lifecycle's readiness rule for
+/// this runtime, while the daemon's port beside it does; a runtime that reports
+/// [`PortForwarding::Direct`](crate::runtime::PortForwarding::Direct) refuses connections there.
+pub async fn port_without_daemon_never_passes_readiness(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    use crate::runtime::{EnvValue, EnvVar, PortForwarding};
+    let case = "empty-port";
+    remove_all(rt, fx, case).await;
+    let image = rt.image(&fx.image).await.expect("image").expect("present");
+    let catalog = crate::plan::ImageProfile::from_image(&fx.image, &image)
+        .expect("catalog label")
+        .catalog
+        .expect("the fixture image declares a catalog");
+    let daemon = catalog
+        .daemons
+        .iter()
+        .find(|d| d.facing == crate::catalog::Facing::Agent)
+        .expect("an agent-facing daemon");
+    // A port no daemon of the image listens on.
+    let empty = (9000..)
+        .find(|p| catalog.daemons.iter().all(|d| d.port != *p))
+        .expect("a free port number");
+    let net = fx.network(case, "n", fx.subnet(8));
+    rt.create_network(&net).await.expect("create network");
+    let lo = fx.loopback(8);
+    let mut spec = fx.container(case, &net, &[(daemon.port, lo), (empty, lo)]);
+    spec.env.push(EnvVar {
+        key: crate::catalog::DAEMONS_ENV.into(),
+        value: EnvValue::Plain(daemon.name.clone()),
+    });
+    rt.create_container(&spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+    let (ports, _) = host_ports(rt, &spec.name, lo, &[daemon.port, empty])
+        .await
+        .expect("ports");
+    let idle = match rt.port_forwarding() {
+        PortForwarding::Proxied => crate::lifecycle::Timeouts::default().idle_probe,
+        PortForwarding::Direct => Duration::ZERO,
+    };
+    let at = |port: u16| SocketAddr::new(IpAddr::V4(lo), ports[&port]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe(at(daemon.port), idle).await {
+        assert!(
+            Instant::now() < deadline,
+            "daemon {} never answered at {}",
+            daemon.name,
+            at(daemon.port)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The daemon answers, so the bundle runs: the empty port must still not pass, every time.
+    for _ in 0..5 {
+        assert!(
+            !probe(at(empty), idle).await,
+            "port {empty} (no daemon behind it) passed the readiness rule at {}",
+            at(empty)
+        );
+        if rt.port_forwarding() == PortForwarding::Direct {
+            let connect = tokio::net::TcpStream::connect(at(empty)).await;
+            assert!(
+                connect.is_err(),
+                "{} reports direct port forwarding, but {} accepted a connection with no daemon behind it",
+                rt.name(),
+                at(empty)
+            );
+        }
     }
     remove_all(rt, fx, case).await;
 }

@@ -6,12 +6,14 @@
 //! - [`plan`]: the pure planner (names, subnet, loopback address, ports, labels);
 //! - [`runtime`]: the [`ContainerRuntime`] trait, the one API boundary to engines;
 //! - [`lifecycle`]: `up`, `down`, `list`, `endpoints` and `gc` over `Arc<dyn ContainerRuntime>`;
+//!   `alloc` (private) is its host-wide allocation lock and reservations;
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - `conformance` (feature `conformance`): the cases every runtime must pass.
 
 // A library reports through `tracing` and its return values, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod alloc;
 pub mod allowlist;
 pub mod catalog;
 #[cfg(feature = "conformance")]
@@ -29,5 +31,5 @@ pub use error::{Error, ErrorKind, ObjectKind, Result};
 pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, Progress, Step};
 pub use memory::InMemoryRuntime;
 pub use plan::{AgentEndpoints, BundlePlan};
-pub use runtime::ContainerRuntime;
+pub use runtime::{ContainerRuntime, PortForwarding};
 pub use spec::{BottleSpec, EnvEntry, LoopbackChoice, ValidationError};

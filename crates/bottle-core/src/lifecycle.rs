@@ -16,13 +16,14 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::alloc::{Allocator, Pending};
 use crate::catalog::{Catalog, DaemonDef, Facing};
 use crate::error::{Error, ErrorKind, ObjectKind, Result};
 use crate::labels;
 use crate::plan::{self, AgentEndpoints, BundlePlan, ImageProfile, InUse, PlannedEnv, Pools};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EnvValue, EnvVar, Health,
-    LabelSelector, NetworkInfo, NetworkSpec, PortBinding, Secret,
+    LabelSelector, NetworkInfo, NetworkSpec, PortBinding, PortForwarding, Secret,
 };
 use crate::spec::BottleSpec;
 
@@ -39,8 +40,10 @@ pub struct Timeouts {
     pub host_ports: Duration,
     /// Until every agent-facing daemon accepts connections.
     pub readiness: Duration,
-    /// How long a fresh connection must stay open to count as a daemon's. Docker's userland
-    /// proxy accepts on the host even when nothing listens in the container, then closes.
+    /// How long a fresh connection must stay open to count as a daemon's, on a runtime whose
+    /// ports are [`PortForwarding::Proxied`]: Docker's userland proxy accepts on the host even
+    /// when nothing listens in the container, then closes. Not waited on a
+    /// [`PortForwarding::Direct`] runtime, where an accepted connection is the daemon's.
     pub idle_probe: Duration,
 }
 
@@ -63,8 +66,9 @@ pub struct LifecycleConfig {
     pub default_image: String,
     /// The catalog used when the image declares none.
     pub catalog: Catalog,
-    /// A lock file that serialises allocation across processes on this host; `None` turns
-    /// cross-process serialisation off (allocation within one process is always serialised).
+    /// A lock file that serialises planning across processes on this host, with reservations
+    /// beside it (see the crate's `alloc` module); `None` keeps both within this process (planning within
+    /// one process is always serialised).
     pub lock_path: Option<PathBuf>,
     /// How many subnet conflicts reported by the engine `up` absorbs before giving up.
     pub max_subnet_retries: usize,
@@ -215,9 +219,8 @@ pub struct Removed {
 pub struct Lifecycle {
     runtime: Arc<dyn ContainerRuntime>,
     config: LifecycleConfig,
-    /// Serialises allocation among the tasks of this process; the lock file serialises it
-    /// among processes.
-    alloc: Arc<tokio::sync::Mutex<()>>,
+    /// The allocation lock and the reservations of launches whose networks are being created.
+    alloc: Arc<Allocator>,
 }
 
 /// What `up` created so far, for rollback in reverse order.
@@ -231,8 +234,8 @@ impl Lifecycle {
     pub fn new(runtime: Arc<dyn ContainerRuntime>, config: LifecycleConfig) -> Self {
         Lifecycle {
             runtime,
+            alloc: Allocator::new(config.lock_path.clone()),
             config,
-            alloc: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -256,6 +259,14 @@ impl Lifecycle {
         match slug {
             Some(slug) => s.eq(labels::SLUG, slug),
             None => s,
+        }
+    }
+
+    /// How long a fresh connection must stay open to count as a daemon's on this runtime.
+    fn idle_probe(&self) -> Duration {
+        match self.runtime.port_forwarding() {
+            PortForwarding::Proxied => self.config.timeouts.idle_probe,
+            PortForwarding::Direct => Duration::ZERO,
         }
     }
 
@@ -440,8 +451,9 @@ impl Lifecycle {
         Ok(Bottle { plan, endpoints })
     }
 
-    /// Plans and creates the network under the allocation lock, moving to the next subnet when
-    /// the engine reports a conflict (another creator got there first).
+    /// Plans under the allocation lock, reserves what was planned, and creates the network
+    /// after releasing the lock (see the crate's `alloc` module); moves to the next subnet when the engine
+    /// reports a conflict (a network made by something other than bottle).
     async fn allocate_and_create_network(
         &self,
         spec: &BottleSpec,
@@ -451,29 +463,46 @@ impl Lifecycle {
         progress: &dyn Progress,
         created: &mut Created,
     ) -> Result<BundlePlan> {
-        let _local = self.alloc.lock().await;
-        let _file = match &self.config.lock_path {
-            Some(path) => Some(FileLock::acquire(path.clone()).await?),
-            None => None,
-        };
-        let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
-        // Under the lock, a launch of the same slug that got here first is visible: refuse
-        // before creating anything. (Docker 20.10 would even create a second network of the
-        // same name, which breaks the first launch's container create.)
         let name = plan::network_name(self.prefix(), &spec.slug);
-        let ours = self.selector(Some(&spec.slug));
-        if let Some(n) = networks
-            .iter()
-            .find(|n| n.name == name || ours.matches(&n.labels))
-        {
-            return Err(Error::AlreadyUp {
-                slug: spec.slug.clone(),
-                found: format!("network {} exists", n.name),
-            });
-        }
-        let mut in_use = in_use_of(&networks);
+        let mut refused: Vec<ipnet::Ipv4Net> = Vec::new();
         for attempt in 0..=self.config.max_subnet_retries {
-            let plan = plan::plan(spec, image, catalog, profile, &self.config.pools, &in_use)?;
+            let (plan, _reservation) = {
+                let planning = self.alloc.lock().await?;
+                // Reservations first, networks second: see the `alloc` module.
+                let pending = planning.pending()?;
+                let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
+                // Under the lock, a launch of the same slug that got here first is visible:
+                // refuse before creating anything. (Docker 20.10 would even create a second
+                // network of the same name, which breaks the first launch's container create.)
+                let ours = self.selector(Some(&spec.slug));
+                let taken = networks
+                    .iter()
+                    .find(|n| n.name == name || ours.matches(&n.labels))
+                    .map(|n| format!("network {} exists", n.name))
+                    .or_else(|| {
+                        pending
+                            .iter()
+                            .any(|p| p.network == name)
+                            .then(|| format!("another launch is creating network {name}"))
+                    });
+                if let Some(found) = taken {
+                    return Err(Error::AlreadyUp {
+                        slug: spec.slug.clone(),
+                        found,
+                    });
+                }
+                let mut in_use = in_use_of(&networks);
+                in_use.subnets.extend(pending.iter().map(|p| p.subnet));
+                in_use.subnets.extend(refused.iter().copied());
+                in_use.loopbacks.extend(pending.iter().map(|p| p.loopback));
+                let plan = plan::plan(spec, image, catalog, profile, &self.config.pools, &in_use)?;
+                let reservation = planning.reserve(Pending {
+                    network: plan.network_name.clone(),
+                    subnet: plan.subnet,
+                    loopback: plan.loopback,
+                })?;
+                (plan, reservation)
+            };
             progress.step(
                 &spec.slug,
                 &Step::CreatingNetwork {
@@ -495,7 +524,7 @@ impl Lifecycle {
                 }
                 Err(Error::SubnetConflict { subnet, .. }) => {
                     warn!(%subnet, attempt, "subnet taken on the engine; trying the next one");
-                    in_use.subnets.push(subnet);
+                    refused.push(subnet);
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                     return Err(Error::AlreadyUp {
@@ -603,6 +632,7 @@ impl Lifecycle {
         host_ports: &BTreeMap<u16, u16>,
     ) -> Result<()> {
         let timeouts = self.config.timeouts;
+        let idle = self.idle_probe();
         let deadline = Instant::now() + timeouts.readiness;
         let waits = facing.iter().map(|d| {
             let addr = SocketAddr::new(IpAddr::V4(plan.loopback), host_ports[&d.port]);
@@ -610,7 +640,7 @@ impl Lifecycle {
                 let mut backoff = Backoff::new();
                 let mut attempts = 0u32;
                 loop {
-                    if probe(addr, timeouts.idle_probe).await {
+                    if probe(addr, idle).await {
                         debug!(daemon = %d.name, %addr, attempts, "ready");
                         return Ok(());
                     }
@@ -787,7 +817,7 @@ impl Lifecycle {
         let Some((loopback, ports)) = ports else {
             return facing.iter().map(|d| d.name.clone()).collect();
         };
-        let idle = self.config.timeouts.idle_probe;
+        let idle = self.idle_probe();
         let answers = futures_util::future::join_all(
             facing
                 .iter()
@@ -843,7 +873,7 @@ impl Lifecycle {
             .ok_or_else(|| not_usable(format!("bundle {} has unassigned ports", c.name)))?;
         for d in catalog.daemons.iter().filter(|d| d.facing == Facing::Agent) {
             let addr = SocketAddr::new(IpAddr::V4(loopback), ports[&d.port]);
-            if !probe(addr, self.config.timeouts.idle_probe).await {
+            if !probe(addr, self.idle_probe()).await {
                 return Err(not_usable(format!(
                     "daemon {} does not accept connections on {addr}: read `bottle logs {slug}`, then `bottle down {slug}` and `bottle up {slug}`",
                     d.name
@@ -1027,7 +1057,8 @@ pub fn resolve_host_ports(
     Ok(Some(ports))
 }
 
-/// Whether something accepts a connection at `addr` and keeps it open for `idle`.
+/// Whether something accepts a connection at `addr` and keeps it open for `idle` (with a zero
+/// `idle`, whether it accepts).
 ///
 /// A daemon that waits for its client keeps the connection open; Docker's userland proxy
 /// accepts even when nothing listens behind it and closes at once.
@@ -1036,6 +1067,9 @@ pub async fn probe(addr: SocketAddr, idle: Duration) -> bool {
     let Ok(Ok(mut stream)) = connect else {
         return false;
     };
+    if idle.is_zero() {
+        return true;
+    }
     let mut buf = [0u8; 1];
     match tokio::time::timeout(idle, stream.read(&mut buf)).await {
         Err(_elapsed) => true,
@@ -1055,38 +1089,5 @@ impl Backoff {
     async fn wait(&mut self) {
         tokio::time::sleep(self.0).await;
         self.0 = (self.0 * 2).min(Duration::from_millis(200));
-    }
-}
-
-/// An exclusive advisory lock on a file, held until dropped.
-struct FileLock(std::fs::File);
-
-impl FileLock {
-    async fn acquire(path: PathBuf) -> Result<Self> {
-        tokio::task::spawn_blocking(move || {
-            let io = |what: &str, source| Error::Io {
-                what: format!("{what} allocation lock {}", path.display()),
-                source,
-            };
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| io("opening", e))?;
-            file.lock().map_err(|e| io("locking", e))?;
-            Ok(FileLock(file))
-        })
-        .await
-        .expect("the lock task does not panic")
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
     }
 }

@@ -16,9 +16,10 @@ use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ObjectKind, Result};
+use crate::plan::ImageProfile;
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, ImageInfo,
-    LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding,
+    LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding, PortForwarding,
 };
 
 /// An operation of the trait, for call counting and fault injection.
@@ -98,9 +99,15 @@ struct State {
     unassigned_inspections: usize,
     /// Publish on the wildcard address whatever was asked (a misbehaving engine).
     publish_wildcard: bool,
-    /// Published ports accept and at once close connections, like a proxy with no daemon
-    /// behind it.
+    /// No daemon listens behind published ports (see `InMemoryRuntime::daemons_never_ready`).
     daemons_silent: bool,
+    /// What a published port with no daemon behind it does: accept and close (`Proxied`) or
+    /// refuse (`Direct`).
+    forwarding: PortForwarding,
+    /// While set, network creates wait here until released (closed).
+    network_gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Network creates waiting at the gate, or let through by it.
+    held_network_creates: usize,
     next_id: u64,
 }
 
@@ -163,10 +170,43 @@ impl InMemoryRuntime {
         self.lock().publish_wildcard = on;
     }
 
-    /// Makes later starts publish ports whose connections close at once: the daemons never
-    /// become ready, as when a bundle's daemons fail to start behind Docker's userland proxy.
+    /// Makes later starts publish ports with no daemon behind them: the daemons never become
+    /// ready, as when a bundle's daemons fail to start.
     pub fn daemons_never_ready(&self, on: bool) {
         self.lock().daemons_silent = on;
+    }
+
+    /// Sets what [`ContainerRuntime::port_forwarding`] reports and how later starts publish a
+    /// port with no daemon behind it. `Proxied` (the default) accepts connections there and
+    /// closes them at once, as Docker's userland proxy does; `Direct` refuses them, as a
+    /// kernel-forwarded port does.
+    ///
+    /// A daemon listens behind a published port when the image's catalog names a daemon on
+    /// that port and the container's `BOTTLE_DAEMONS` lists it; an image without a catalog, or
+    /// a container without `BOTTLE_DAEMONS`, has a daemon behind every published port.
+    pub fn set_port_forwarding(&self, forwarding: PortForwarding) {
+        self.lock().forwarding = forwarding;
+    }
+
+    /// Makes later network creates wait, before they take effect, until
+    /// [`InMemoryRuntime::release_network_creates`]: a slow engine, to watch what launches do
+    /// while their networks are being created.
+    pub fn hold_network_creates(&self) {
+        let mut s = self.lock();
+        s.network_gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+        s.held_network_creates = 0;
+    }
+
+    /// How many network creates reached the gate since [`InMemoryRuntime::hold_network_creates`].
+    pub fn held_network_creates(&self) -> usize {
+        self.lock().held_network_creates
+    }
+
+    /// Lets every held network create, and every later one, proceed.
+    pub fn release_network_creates(&self) {
+        if let Some(gate) = self.lock().network_gate.take() {
+            gate.close();
+        }
     }
 
     /// Stops the daemon behind `container_port` of a running container (its port stops
@@ -269,6 +309,51 @@ fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// The container ports a daemon listens behind, when the image's catalog and the container's
+/// `BOTTLE_DAEMONS` say; `None` when every published port has one.
+fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<Vec<u16>> {
+    let catalog = ImageProfile::from_image(&spec.image, image?)
+        .ok()?
+        .catalog?;
+    let names = spec
+        .env
+        .iter()
+        .find(|e| e.key == crate::catalog::DAEMONS_ENV)?
+        .value
+        .expose()
+        .to_string();
+    Some(
+        names
+            .split(',')
+            .filter_map(|n| catalog.get(n.trim()))
+            .map(|d| d.port)
+            .collect(),
+    )
+}
+
+/// Publishes one port on `addr` (port 0: a free one): a daemon that holds connections open,
+/// or with no daemon behind it what `forwarding` does. Returns the task that owns the socket
+/// and the host port.
+fn publish_port(
+    addr: SocketAddr,
+    daemon: bool,
+    forwarding: PortForwarding,
+) -> std::io::Result<(JoinHandle<()>, u16)> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(addr)?;
+    let port = socket.local_addr()?.port();
+    let task = if daemon || forwarding == PortForwarding::Proxied {
+        serve(socket.listen(64)?, !daemon)
+    } else {
+        // Bound, never listening: the port is taken and connections are refused.
+        tokio::spawn(async move {
+            let _held = socket;
+            std::future::pending::<()>().await;
+        })
+    };
+    Ok((task, port))
+}
+
 /// Accepts connections on `listener` and holds each open until the client closes it, as a
 /// daemon waiting for a request does.
 /// With `silent`, each connection is closed at once instead.
@@ -293,6 +378,10 @@ impl ContainerRuntime for InMemoryRuntime {
         "memory"
     }
 
+    fn port_forwarding(&self) -> PortForwarding {
+        self.lock().forwarding
+    }
+
     async fn info(&self) -> Result<EngineInfo> {
         drop(self.enter(Op::Info)?);
         Ok(EngineInfo {
@@ -304,6 +393,15 @@ impl ContainerRuntime for InMemoryRuntime {
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+        let gate = {
+            let mut s = self.lock();
+            s.held_network_creates += usize::from(s.network_gate.is_some());
+            s.network_gate.clone()
+        };
+        if let Some(gate) = gate {
+            // Closed when released.
+            let _ = gate.acquire().await;
+        }
         let mut s = self.enter(Op::CreateNetwork)?;
         if s.networks.contains_key(&spec.name) {
             return Err(Error::already_exists(ObjectKind::Network, &spec.name));
@@ -437,7 +535,7 @@ impl ContainerRuntime for InMemoryRuntime {
     }
 
     async fn start_container(&self, name: &str) -> Result<()> {
-        let silent;
+        let forwarding;
         let publish = {
             let s = self.enter(Op::StartContainer)?;
             let c = s
@@ -448,7 +546,8 @@ impl ContainerRuntime for InMemoryRuntime {
                 return Ok(());
             }
             let wildcard = s.publish_wildcard;
-            silent = s.daemons_silent;
+            forwarding = s.forwarding;
+            let served = served_ports(&c.spec, s.images.get(&c.spec.image));
             c.spec
                 .publish
                 .iter()
@@ -458,20 +557,19 @@ impl ContainerRuntime for InMemoryRuntime {
                     } else {
                         IpAddr::V4(p.host_ip)
                     };
-                    (p.container_port, SocketAddr::new(ip, 0))
+                    let daemon = !s.daemons_silent
+                        && served
+                            .as_ref()
+                            .is_none_or(|ports| ports.contains(&p.container_port));
+                    (p.container_port, SocketAddr::new(ip, 0), daemon)
                 })
                 .collect::<Vec<_>>()
         };
         let mut listeners = BTreeMap::new();
-        for (container_port, addr) in publish {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+        for (container_port, addr, daemon) in publish {
+            let published = publish_port(addr, daemon, forwarding)
                 .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?;
-            let host_port = listener
-                .local_addr()
-                .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?
-                .port();
-            listeners.insert(container_port, (serve(listener, silent), host_port));
+            listeners.insert(container_port, published);
         }
         let mut s = self.lock();
         let Some(c) = s.containers.get_mut(name) else {

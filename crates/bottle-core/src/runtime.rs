@@ -296,6 +296,21 @@ impl LabelSelector {
     }
 }
 
+/// How an engine forwards a published host port to the container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PortForwarding {
+    /// Something on the host may accept a connection before anything listens in the container
+    /// and close it afterwards (Docker's userland proxy, rootless Podman's port forwarder). A
+    /// port counts as ready when a fresh connection stays open for
+    /// [`Timeouts::idle_probe`](crate::lifecycle::Timeouts::idle_probe).
+    #[default]
+    Proxied,
+    /// The kernel forwards the connection to the container (DNAT: rootful Podman on netavark
+    /// or CNI), so a connection is accepted only when a daemon listens: the first accepted
+    /// connection counts as ready.
+    Direct,
+}
+
 /// The engine primitives the bottle lifecycle is built on.
 ///
 /// Implementations are used as `Arc<dyn ContainerRuntime>`; the lifecycle calls them from
@@ -324,6 +339,8 @@ impl LabelSelector {
 ///   its message names the operation and the object.
 /// - **Engine unreachable is [`Error::EngineUnavailable`](crate::Error::EngineUnavailable)**,
 ///   naming what was tried and how to start an engine.
+/// - **[`PortForwarding::Direct`] is a promise**: a runtime that reports it refuses a
+///   connection to a published host port while nothing listens behind it in the container.
 #[async_trait]
 pub trait ContainerRuntime: fmt::Debug + Send + Sync + 'static {
     /// A short name for messages: `docker`, `podman`, `memory`.
@@ -331,6 +348,14 @@ pub trait ContainerRuntime: fmt::Debug + Send + Sync + 'static {
 
     /// The engine's identity; also the cheapest call that proves the engine answers.
     async fn info(&self) -> Result<EngineInfo>;
+
+    /// How connections to published ports reach the container, which decides how the
+    /// lifecycle tells a listening daemon from an empty port. The default,
+    /// [`PortForwarding::Proxied`], is always safe; report [`PortForwarding::Direct`] only
+    /// when the promise in the trait's contract holds.
+    fn port_forwarding(&self) -> PortForwarding {
+        PortForwarding::Proxied
+    }
 
     /// Creates a bridge network with an explicit subnet and gateway.
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo>;

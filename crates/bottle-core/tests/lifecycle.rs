@@ -12,7 +12,7 @@ use bottle_core::memory::Op;
 use bottle_core::plan::Pools;
 use bottle_core::runtime::{Limits, Mount};
 use bottle_core::spec::{BottleSpec, EnvEntry, LoopbackChoice};
-use bottle_core::{labels, Error, ErrorKind, InMemoryRuntime};
+use bottle_core::{labels, Error, ErrorKind, InMemoryRuntime, PortForwarding};
 
 const IMAGE: &str = "bottle-sidecars:latest";
 const CANARY: &str = "canary-7f3d9e1b-secret-value";
@@ -421,14 +421,18 @@ async fn a_failed_cleanup_is_reported_with_the_original_error_and_gc_finishes_it
 
 #[tokio::test]
 async fn daemons_that_never_answer_fail_up_naming_the_daemon_and_roll_back() {
-    let rt = engine();
-    rt.daemons_never_ready(true);
-    let lc = lifecycle(&rt, "bt-ready");
-    let err = lc.up(&spec("slow"), &NoProgress).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotReady, "{err}");
-    assert!(err.to_string().contains("pipelock"), "{err}");
-    assert!(err.to_string().contains("bottle logs slow"), "{err}");
-    assert!(rt.is_empty());
+    // Behind a proxy that accepts and closes, and behind kernel forwarding that refuses.
+    for forwarding in [PortForwarding::Proxied, PortForwarding::Direct] {
+        let rt = engine();
+        rt.set_port_forwarding(forwarding);
+        rt.daemons_never_ready(true);
+        let lc = lifecycle(&rt, "bt-ready");
+        let err = lc.up(&spec("slow"), &NoProgress).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotReady, "{forwarding:?}: {err}");
+        assert!(err.to_string().contains("pipelock"), "{err}");
+        assert!(err.to_string().contains("bottle logs slow"), "{err}");
+        assert!(rt.is_empty());
+    }
 }
 
 #[tokio::test]
@@ -525,6 +529,77 @@ async fn concurrent_ups_of_the_same_slug_yield_exactly_one_bottle() {
         assert_eq!(r.kind(), ErrorKind::AlreadyUp, "{r}");
     }
     assert_eq!(rt.object_names().len(), 2, "{:?}", rt.object_names());
+    lc.down("same", &NoProgress).await.unwrap();
+    assert!(rt.is_empty());
+}
+
+/// Launches plan one at a time but create their networks in parallel: with the engine holding
+/// every network create, eight launches all reach it (serialised creates would stop at one), and
+/// once released each gets its own subnet and address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launches_create_their_networks_in_parallel_with_distinct_allocations() {
+    let rt = engine();
+    rt.hold_network_creates();
+    let lc = lifecycle(&rt, "bt-par");
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let lc = lc.clone();
+        set.spawn(async move { lc.up(&spec(&format!("par{i}")), &NoProgress).await });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rt.held_network_creates() < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 8 network creates were in flight at once",
+            rt.held_network_creates()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.release_network_creates();
+    let bottles: Vec<_> = set
+        .join_all()
+        .await
+        .into_iter()
+        .map(|r| r.expect("up"))
+        .collect();
+    let subnets: std::collections::BTreeSet<_> = bottles.iter().map(|b| b.plan.subnet).collect();
+    let loopbacks: std::collections::BTreeSet<_> =
+        bottles.iter().map(|b| b.endpoints.loopback).collect();
+    assert_eq!(subnets.len(), 8, "{subnets:?}");
+    assert_eq!(loopbacks.len(), 8, "{loopbacks:?}");
+    for i in 0..8 {
+        lc.down(&format!("par{i}"), &NoProgress).await.unwrap();
+    }
+    assert!(rt.is_empty());
+}
+
+/// A second launch of a slug whose network is still being created is refused before it
+/// creates anything, and the first one completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_of_a_slug_whose_network_is_being_created_is_refused() {
+    let rt = engine();
+    rt.hold_network_creates();
+    let lc = lifecycle(&rt, "bt-pend");
+    let first = {
+        let lc = lc.clone();
+        tokio::spawn(async move { lc.up(&spec("same"), &NoProgress).await })
+    };
+    while rt.held_network_creates() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let err = lc.up(&spec("same"), &NoProgress).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyUp, "{err}");
+    assert!(
+        err.to_string().contains("another launch is creating"),
+        "{err}"
+    );
+    assert_eq!(
+        rt.held_network_creates(),
+        1,
+        "the second launch created nothing"
+    );
+    rt.release_network_creates();
+    first.await.unwrap().expect("the first launch completes");
     lc.down("same", &NoProgress).await.unwrap();
     assert!(rt.is_empty());
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use bottle_core::PortForwarding;
+
 /// The rootful service socket.
 pub(crate) const ROOTFUL_SOCKET: &str = "/run/podman/podman.sock";
 
@@ -34,6 +36,22 @@ impl Endpoint {
         match self {
             Endpoint::Unix(path) => format!("unix://{}", path.display()),
             Endpoint::Tcp(host) => format!("tcp://{host}"),
+        }
+    }
+
+    /// How the service behind this endpoint forwards published ports. A rootful service (its
+    /// socket owned by root: a rootless one cannot make that) puts bridge networks on netavark
+    /// or CNI, which forward ports with kernel DNAT, so a connection to a published port is
+    /// refused until a daemon listens. Rootless Podman forwards through a userland process,
+    /// and a TCP endpoint says nothing about its owner: both are `Proxied`.
+    pub(crate) fn port_forwarding(&self) -> PortForwarding {
+        use std::os::unix::fs::MetadataExt;
+        match self {
+            Endpoint::Unix(path) => match std::fs::metadata(path) {
+                Ok(meta) if meta.uid() == 0 => PortForwarding::Direct,
+                _ => PortForwarding::Proxied,
+            },
+            Endpoint::Tcp(_) => PortForwarding::Proxied,
         }
     }
 
@@ -71,6 +89,23 @@ pub(crate) fn candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_root_owned_socket_means_kernel_forwarding() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir();
+        let mine = std::fs::metadata(&dir).map(|m| m.uid()).unwrap_or(0);
+        let expected = if mine == 0 {
+            PortForwarding::Direct
+        } else {
+            PortForwarding::Proxied
+        };
+        assert_eq!(Endpoint::Unix(dir).port_forwarding(), expected);
+        let absent = Endpoint::Unix(PathBuf::from("/nonexistent/bottle/podman.sock"));
+        assert_eq!(absent.port_forwarding(), PortForwarding::Proxied);
+        let tcp = Endpoint::Tcp("127.0.0.1:8888".into());
+        assert_eq!(tcp.port_forwarding(), PortForwarding::Proxied);
+    }
 
     #[test]
     fn candidates_follow_container_host_then_rootful_then_user() {

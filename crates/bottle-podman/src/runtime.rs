@@ -9,7 +9,7 @@ use bottle_core::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec,
 };
-use bottle_core::{Error, ObjectKind, Result};
+use bottle_core::{Error, ObjectKind, PortForwarding, Result};
 use containers_api::conn::TtyChunk;
 use futures_util::StreamExt;
 use podman_api::opts::{
@@ -38,6 +38,7 @@ pub struct PodmanRuntime {
     raw: RawClient,
     endpoint: String,
     version: ApiVersion,
+    forwarding: PortForwarding,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -45,6 +46,7 @@ impl fmt::Debug for PodmanRuntime {
         f.debug_struct("PodmanRuntime")
             .field("endpoint", &self.endpoint)
             .field("api_version", &self.version.to_string())
+            .field("port_forwarding", &self.forwarding)
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +129,7 @@ impl PodmanRuntime {
             raw: RawClient::new(endpoint, version)?,
             endpoint: endpoint.url(),
             version,
+            forwarding: endpoint.port_forwarding(),
         })
     }
 
@@ -247,6 +250,10 @@ fn is_name_conflict(message: &str) -> bool {
 impl ContainerRuntime for PodmanRuntime {
     fn name(&self) -> &str {
         ENGINE
+    }
+
+    fn port_forwarding(&self) -> PortForwarding {
+        self.forwarding
     }
 
     async fn info(&self) -> Result<EngineInfo> {
