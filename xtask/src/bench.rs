@@ -1,15 +1,17 @@
 //! `cargo xtask bench`: bring-up and teardown measured side by side against the engine's raw
 //! API floor and the tools people would use instead.
 //!
-//! Builds what the benchmark drives (the reference image archive, the `bottle` binary in
-//! release), then runs the `contenders` bench target of `bottle-bench` in release with the
-//! given options. The engines must answer (`cargo xtask engines`). The report goes to
+//! Builds what the benchmark drives (the reference image archive; the `bottle` binary and the
+//! `contenders` bench target of `bottle-bench`, in release and in one cargo invocation, so the
+//! crates both use are compiled once with one feature set), then runs the bench executable
+//! with the given options. The engines must answer (`cargo xtask engines`). The report goes to
 //! `target/bench/latest.md` and replaces the results section of `docs/BENCHMARKS.md` unless
 //! `--no-doc` is given. `cargo xtask bench --help` lists the options.
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-use crate::util::{cargo, root, run as sh};
+use crate::util::{cargo, root, run as sh, show};
 
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -20,11 +22,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
 
-    let mut bench = cargo();
-    bench.args(["bench", "-p", "bottle-bench", "--bench", "contenders", "--"]);
-    if !help {
-        let archive = crate::image::run(&[])?;
-        sh(cargo().args(["build", "--release", "-p", "bottle-cli"]))?;
+    let archive = if help {
+        None
+    } else {
+        Some(crate::image::run(&[])?)
+    };
+    let exe = build()?;
+    let mut bench = Command::new(&exe);
+    if let Some(archive) = archive {
         let shown = std::iter::once("cargo xtask bench".to_string())
             .chain(args.iter().cloned())
             .collect::<Vec<_>>()
@@ -45,4 +50,63 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     bench.args(&args);
     sh(&mut bench)
+}
+
+/// Builds `bottle` and the `contenders` bench target together and returns the bench
+/// executable's path (cargo names it with a hash; its JSON messages say which).
+fn build() -> Result<PathBuf, String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "bottle-cli",
+        "-p",
+        "bottle-bench",
+        "--bin",
+        "bottle",
+        "--bench",
+        "contenders",
+        "--message-format=json-render-diagnostics",
+    ]);
+    eprintln!("$ {}", show(&build));
+    let out = build
+        .current_dir(root())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", show(&build)))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({})", show(&build), out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.contains(r#""reason":"compiler-artifact""#)
+                && l.contains(r#""kind":["bench"]"#)
+                && l.contains(r#""name":"contenders""#)
+        })
+        .find_map(|l| json_string(l, "executable"))
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{} did not report the bench executable", show(&build)))
+}
+
+/// The string value of `"key":"..."` in one line of cargo's JSON (paths: no escapes but `\\`).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(r#""{key}":""#))? + key.len() + 4;
+    let rest = &line[start..];
+    let end = rest.find('"')?;
+    Some(rest[..end].replace(r"\\", r"\"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_executable_is_read_from_a_cargo_message() {
+        let line = r#"{"reason":"compiler-artifact","target":{"kind":["bench"],"name":"contenders"},"executable":"/x/target/release/deps/contenders-0a1b","fresh":true}"#;
+        assert_eq!(
+            super::json_string(line, "executable").as_deref(),
+            Some("/x/target/release/deps/contenders-0a1b")
+        );
+        assert_eq!(super::json_string(line, "missing"), None);
+    }
 }

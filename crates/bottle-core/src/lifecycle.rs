@@ -346,10 +346,13 @@ impl Lifecycle {
                     image: image.clone(),
                 },
             );
-            let (catalog, profile) = self.image_catalog(&image).await?;
-            // Refuse before anything is created: a daemon the image lacks, an unknown daemon.
+            // Two lookups at once, before anything is created: the image (a daemon it lacks, an
+            // unknown daemon are refused) and leftovers of this slug.
+            let ((catalog, profile), ()) = tokio::try_join!(
+                self.image_catalog(&image),
+                self.refuse_if_present(&spec.slug)
+            )?;
             plan::select_daemons(spec, &catalog, &image)?;
-            self.refuse_if_present(&spec.slug).await?;
 
             let mut created = Created::default();
             let result = tokio::select! {
