@@ -7,8 +7,13 @@
 //! - Two processes launching the same slug at once: exactly one succeeds, the other says
 //!   "already up", and exactly one bottle's objects exist afterwards.
 //!
+//! - Docker and Podman launching from the *same* pools on one host (each engine lists only its
+//!   own networks): no two bottles share a subnet or a loopback address, because launches see
+//!   each other's bridges (routes) and published addresses (listening sockets) on the host.
+//!
 //! Each test has its own `--prefix` and its own part of this suite's pools (10.240/16 and
-//! 127.100/16 on Docker, 10.241/16 and 127.101/16 on Podman), so it runs beside every other test.
+//! 127.100/16 on Docker, 10.241/16 and 127.101/16 on Podman, 10.251/16 and 127.111/16 for both
+//! engines at once), so it runs beside every other test.
 
 mod common;
 
@@ -181,6 +186,85 @@ fn different_slugs_never_share_an_address(engine: Engine) {
             "the engine's networks have the reported subnets"
         );
 
+        engine.run(prefix, &["--quiet", "down", "--all"]).ok();
+        assert_nothing_left(engine.name, prefix, "down --all");
+    }
+}
+
+/// Four launches on Docker at once, then four on Podman at once, all wanting the same subnet
+/// and address from one pool of eight subnets.
+#[test]
+fn docker_and_podman_launches_from_one_pool_never_share_an_address() {
+    if !DOCKER.ready() || !PODMAN.ready() {
+        return;
+    }
+    let prefix = "bt-mixed";
+    let subnets: Ipv4Net = "10.251.0.0/21".parse().expect("pool");
+    let loopbacks: Ipv4Net = "127.111.0.0/28".parse().expect("pool");
+    let (subnet_flag, loopback_flag) = (subnets.to_string(), loopbacks.to_string());
+    let engines = [DOCKER, PODMAN];
+    for engine in engines {
+        engine.run(prefix, &["--quiet", "down", "--all"]).ok();
+    }
+    let _cleanup = engines.map(|engine| DownOnDrop {
+        engine,
+        prefix: prefix.to_string(),
+    });
+    let slugs = colliding_slugs(&subnets, &loopbacks, 1).remove(0);
+    let launches: Vec<(Engine, Vec<&str>)> = slugs
+        .iter()
+        .enumerate()
+        .map(|(i, slug)| {
+            let args = vec![
+                "--quiet",
+                "up",
+                slug.as_str(),
+                "--output",
+                "json",
+                "--subnet-pool",
+                &subnet_flag,
+                "--loopback-pool",
+                &loopback_flag,
+            ];
+            (engines[i % 2], args)
+        })
+        .collect();
+    // Docker's four at once, then Podman's four at once: Podman's launches see Docker's
+    // bottles only on the host (their reservations are gone by then).
+    let mut runs = Vec::new();
+    for engine in engines {
+        let mine: Vec<_> = launches
+            .iter()
+            .filter(|(e, _)| e.name == engine.name)
+            .collect();
+        let children: Vec<_> = mine
+            .iter()
+            .map(|(e, args)| spawn_bottle(e.name, prefix, args, &[]))
+            .collect();
+        for (child, (e, args)) in children.into_iter().zip(mine) {
+            runs.push((e.name, finish(child, args).ok().json()));
+        }
+    }
+    let mut subnets_seen = BTreeMap::new();
+    let mut loopbacks_seen = BTreeMap::new();
+    for (engine, report) in runs {
+        let slug = report["slug"].as_str().expect("slug").to_string();
+        let subnet: Ipv4Net = report["subnet"].as_str().expect("subnet").parse().unwrap();
+        let loopback: std::net::Ipv4Addr = report["loopback"]
+            .as_str()
+            .expect("loopback")
+            .parse()
+            .unwrap();
+        let who = format!("{slug} on {engine}");
+        if let Some(other) = subnets_seen.insert(subnet, who.clone()) {
+            panic!("{who} and {other} both got subnet {subnet}");
+        }
+        if let Some(other) = loopbacks_seen.insert(loopback, who.clone()) {
+            panic!("{who} and {other} both got loopback {loopback}");
+        }
+    }
+    assert_eq!(subnets_seen.len(), RACERS);
+    for engine in engines {
         engine.run(prefix, &["--quiet", "down", "--all"]).ok();
         assert_nothing_left(engine.name, prefix, "down --all");
     }

@@ -3,17 +3,19 @@
 //! A launch plans under a lock (an in-process mutex, then an advisory lock file shared by
 //! every `bottle` process of the host), records what it planned as a *reservation*, and
 //! releases the lock before it asks the engine for the network. Later launches see the
-//! reservation until the network exists and the engine's listing shows it. So launches plan one
-//! at a time but create their networks in parallel, and a slow or hung network create holds up
-//! nobody else.
+//! reservation until the bottle's network and published ports exist, and from then on the
+//! engine's listing (and the host) shows them. So launches plan one at a time but create their
+//! networks in parallel, and a slow or hung network create holds up nobody else.
 //!
 //! Reservations of this process live in memory; with a lock file, each is also a small file in
 //! a directory beside it (`alloc.pending/`), locked by its owner for as long as the
 //! reservation lives. A file whose lock can be taken belongs to a launch that died: it is
 //! removed, and what it reserved is free again.
 //!
-//! Readers take reservations first and list the engine's networks second: a reservation is
-//! dropped only after its network exists, so one of the two always shows what a launch took.
+//! Readers take reservations first and list the engine's networks (and read the host's routes
+//! and listening sockets, for bottles of other engines) second: a reservation is dropped only
+//! after its network exists and its ports are published, so one of them always shows what a
+//! launch took.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
@@ -151,7 +153,8 @@ impl Planning {
     }
 }
 
-/// A reservation, held until the network it is for exists (or will not be created).
+/// A reservation, held until the bottle it is for has its network and published ports (or
+/// will not have them).
 #[derive(Debug)]
 pub(crate) struct Reservation {
     allocator: Arc<Allocator>,

@@ -19,6 +19,7 @@ pub mod catalog;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+mod host;
 pub mod labels;
 pub mod lifecycle;
 pub mod memory;

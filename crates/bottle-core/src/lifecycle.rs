@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::alloc::{Allocator, Pending};
+use crate::alloc::{Allocator, Pending, Reservation};
 use crate::catalog::{Catalog, DaemonDef, Facing};
 use crate::error::{Error, ErrorKind, ObjectKind, Result};
 use crate::labels;
@@ -408,7 +408,9 @@ impl Lifecycle {
     ) -> Result<Bottle> {
         let slug = spec.slug.as_str();
         progress.step(slug, &Step::Allocating);
-        let plan = self
+        // Held until the bundle's ports are published: from then on the host itself shows the
+        // loopback address as taken to launchers on other engines.
+        let (plan, _reservation) = self
             .allocate_and_create_network(spec, image, catalog, profile, progress, created)
             .await?;
 
@@ -455,8 +457,9 @@ impl Lifecycle {
     }
 
     /// Plans under the allocation lock, reserves what was planned, and creates the network
-    /// after releasing the lock (see the crate's `alloc` module); moves to the next subnet when the engine
-    /// reports a conflict (a network made by something other than bottle).
+    /// after releasing the lock (see the crate's `alloc` module); moves to the next subnet when
+    /// the engine reports a conflict (a network made by something other than bottle). Returns
+    /// the plan and its reservation.
     async fn allocate_and_create_network(
         &self,
         spec: &BottleSpec,
@@ -465,15 +468,17 @@ impl Lifecycle {
         profile: &ImageProfile,
         progress: &dyn Progress,
         created: &mut Created,
-    ) -> Result<BundlePlan> {
+    ) -> Result<(BundlePlan, Reservation)> {
         let name = plan::network_name(self.prefix(), &spec.slug);
         let mut refused: Vec<ipnet::Ipv4Net> = Vec::new();
         for attempt in 0..=self.config.max_subnet_retries {
-            let (plan, _reservation) = {
+            let (plan, reservation) = {
                 let planning = self.alloc.lock().await?;
-                // Reservations first, networks second: see the `alloc` module.
+                // Reservations first, then the engine's networks and the host: see the `alloc`
+                // module.
                 let pending = planning.pending()?;
                 let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
+                let host = crate::host::taken();
                 // Under the lock, a launch of the same slug that got here first is visible:
                 // refuse before creating anything. (Docker 20.10 would even create a second
                 // network of the same name, which breaks the first launch's container create.)
@@ -498,6 +503,8 @@ impl Lifecycle {
                 in_use.subnets.extend(pending.iter().map(|p| p.subnet));
                 in_use.subnets.extend(refused.iter().copied());
                 in_use.loopbacks.extend(pending.iter().map(|p| p.loopback));
+                in_use.subnets.extend(host.subnets);
+                in_use.loopbacks.extend(host.loopbacks);
                 let plan = plan::plan(spec, image, catalog, profile, &self.config.pools, &in_use)?;
                 let reservation = planning.reserve(Pending {
                     network: plan.network_name.clone(),
@@ -523,7 +530,7 @@ impl Lifecycle {
                 Ok(_) => {
                     created.network = Some(plan.network_name.clone());
                     debug!(network = %plan.network_name, subnet = %plan.subnet, attempt, "created");
-                    return Ok(plan);
+                    return Ok((plan, reservation));
                 }
                 Err(Error::SubnetConflict { subnet, .. }) => {
                     warn!(%subnet, attempt, "subnet taken on the engine; trying the next one");

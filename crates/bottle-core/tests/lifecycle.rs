@@ -604,6 +604,22 @@ async fn a_launch_of_a_slug_whose_network_is_being_created_is_refused() {
     assert!(rt.is_empty());
 }
 
+/// Two engines on one host (each lists only its own networks): a bottle on the second engine
+/// does not get the loopback address a bottle of the first one listens on, even with the same
+/// slug and pools, because the host shows the address in use. (Subnets are the same story
+/// through the host's routes, which only real bridges make: see the CLI's engine tests.)
+#[tokio::test]
+async fn a_second_engine_does_not_hand_out_an_address_the_first_one_publishes_on() {
+    let (docker, podman) = (engine(), engine());
+    let on_docker = lifecycle(&docker, "bt-two");
+    let on_podman = lifecycle(&podman, "bt-two");
+    let a = on_docker.up(&spec("twin"), &NoProgress).await.unwrap();
+    let b = on_podman.up(&spec("twin"), &NoProgress).await.unwrap();
+    assert_ne!(a.endpoints.loopback, b.endpoints.loopback);
+    on_docker.down("twin", &NoProgress).await.unwrap();
+    on_podman.down("twin", &NoProgress).await.unwrap();
+}
+
 async fn futures_like_join(
     lc: &Lifecycle,
     s: &BottleSpec,
