@@ -47,12 +47,27 @@ pub fn run(args: &[String]) -> Result<PathBuf, String> {
     } else {
         target_dir.join("release/bottle-sidecars")
     };
+    archive(&bin, musl, force)
+}
+
+/// Whether `run` builds the binary for the static musl target (else it is a glibc binary of the
+/// host's target, which another release build may produce instead).
+pub fn static_build() -> bool {
+    musl_installed()
+}
+
+/// Packs `bin` (built for the musl target when `musl`) into the archive, unless the archive is
+/// newer than the binary and this xtask (or `force`); returns its path.
+pub fn archive(bin: &Path, musl: bool, force: bool) -> Result<PathBuf, String> {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
     let archive = target_dir.join("bottle-sidecars.tar");
 
     let xtask = std::env::current_exe().ok();
     let fresh = !force
         && mtime(&archive).is_some_and(|a| {
-            mtime(&bin).is_some_and(|b| a > b)
+            mtime(bin).is_some_and(|b| a > b)
                 && xtask.as_deref().and_then(mtime).is_none_or(|x| a > x)
         });
     if fresh {
@@ -60,15 +75,15 @@ pub fn run(args: &[String]) -> Result<PathBuf, String> {
         return Ok(archive);
     }
 
-    let catalog = catalog_of(&bin)?;
+    let catalog = catalog_of(bin)?;
     let ports = ports_of(&catalog)?;
     let libs = if musl {
         Vec::new()
     } else {
-        shared_libraries(&bin)?
+        shared_libraries(bin)?
     };
 
-    let layer = layer(&bin, &libs)?;
+    let layer = layer(bin, &libs)?;
     let diff_id = hex(&sha256(&layer));
     let config = config_json(&catalog, &ports, &diff_id);
     let config_id = hex(&sha256(config.as_bytes()));

@@ -18,18 +18,21 @@ pub const USAGE: &str = "\
 cargo xtask bench [options]
 
   --engine docker|podman|both     engines to measure [both]
-  --rounds N                      timed rounds per contender [10]
+  --rounds N                      timed rounds per contender [5]
   --warmup N                      untimed rounds per contender first [1]
   --contenders a,b,...            floor,floor-idle,library,cli,engine-cli,testcontainers [all]
-  --scale N,N,...|none            scale mode bottle counts [10,50,100]
+  --scale N,N,...|none            scale mode bottle counts [10,100]
   --scale-contenders a,b,...      contenders of the scale mode [library,engine-cli]
   --parallel N                    bottles in flight at once in scale mode [8]
-  --sigterm-rounds N              teardowns of a SIGTERM-ignoring bundle [5]
+  --sigterm-rounds N              teardowns of a SIGTERM-ignoring bundle [3]
   --bottle-bin PATH               the `bottle` binary for the cli contender (xtask passes it)
   --archive PATH                  image archive loaded when an engine lacks the image
   --out PATH                      the report [target/bench/latest.md]
   --update-doc PATH               also replace the results section of this file
   --command TEXT                  the command line shown in the report
+
+The defaults fit a run from a clean clone (build included) in under 15 minutes on 2 cores;
+`--rounds 10 --scale 10,50,100` is the fuller run (about twice as long).
 
 Environment: RUST_LOG=bottle_core=debug,bottle_docker=debug shows bottle's steps with times
 (workers and `bottle` processes inherit it).
@@ -57,13 +60,13 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             engines: Engine::ALL.to_vec(),
-            rounds: 10,
+            rounds: 5,
             warmup: 1,
             contenders: Contender::ALL.to_vec(),
-            scale: vec![10, 50, 100],
+            scale: vec![10, 100],
             scale_contenders: vec![Contender::Library, Contender::EngineCli],
             parallel: 8,
-            sigterm_rounds: 5,
+            sigterm_rounds: 3,
             bottle_bin: None,
             archive: None,
             out: PathBuf::from("target/bench/latest.md"),
