@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bottle_core::runtime::{
-    ContainerInfo, ContainerSpec, EngineInfo, ImageInfo, LabelSelector, NetworkInfo, NetworkSpec,
-};
+use bottle_core::intercept::{Hook, Intercepted};
+use bottle_core::runtime::Op;
 use bottle_core::{BottleSpec, ContainerRuntime, Lifecycle, LifecycleConfig, LoopbackChoice};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -25,7 +24,7 @@ use crate::job::{Job, LOOPBACK_POOL, SUBNET_POOL};
 pub enum Contender {
     /// The minimal raw API sequence, ready at one successful connect per port.
     Floor,
-    /// The same, ready by bottle's rule (the connection stays open 25 ms).
+    /// The same, ready by bottle's rule for proxied ports (the connection stays open 25 ms).
     FloorIdle,
     /// `Lifecycle::up` / `down` in-process.
     Library,
@@ -107,84 +106,43 @@ pub trait Contend {
 /// One engine call: operation, start (ms since the wrapper was made) and duration (ms).
 pub type Call = (&'static str, f64, f64);
 
-/// A [`ContainerRuntime`] that notes how long each call of the one it wraps takes: where the
-/// library's time goes, call by call, without touching the code under test.
-#[derive(Debug, Clone)]
+/// A hook that notes how long each engine call takes: where the library's time goes, call by
+/// call, without touching the code under test (`Intercepted::new(runtime, Timed::default())`).
+#[derive(Debug)]
 pub struct Timed {
-    inner: Arc<dyn ContainerRuntime>,
-    log: Arc<Mutex<Vec<Call>>>,
+    log: Mutex<Vec<Call>>,
     epoch: Instant,
 }
 
-impl Timed {
-    pub fn new(inner: Arc<dyn ContainerRuntime>) -> Self {
+impl Default for Timed {
+    fn default() -> Self {
         Timed {
-            inner,
-            log: Arc::default(),
+            log: Mutex::default(),
             epoch: Instant::now(),
         }
     }
+}
 
+impl Timed {
     /// Takes what was noted so far.
     pub fn take(&self) -> Vec<Call> {
         std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
     }
-
-    async fn time<T>(&self, op: &'static str, f: impl std::future::Future<Output = T>) -> T {
-        let t = Instant::now();
-        let r = f.await;
-        let start = (t - self.epoch).as_secs_f64() * 1000.0;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        self.log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((op, start, ms));
-        r
-    }
 }
 
-#[async_trait]
-impl ContainerRuntime for Timed {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    async fn info(&self) -> bottle_core::Result<EngineInfo> {
-        self.time("info", self.inner.info()).await
-    }
-    async fn create_network(&self, spec: &NetworkSpec) -> bottle_core::Result<NetworkInfo> {
-        self.time("create_network", self.inner.create_network(spec))
-            .await
-    }
-    async fn remove_network(&self, name: &str) -> bottle_core::Result<()> {
-        self.time("remove_network", self.inner.remove_network(name))
-            .await
-    }
-    async fn list_networks(&self, s: &LabelSelector) -> bottle_core::Result<Vec<NetworkInfo>> {
-        self.time("list_networks", self.inner.list_networks(s))
-            .await
-    }
-    async fn create_container(&self, spec: &ContainerSpec) -> bottle_core::Result<()> {
-        self.time("create_container", self.inner.create_container(spec))
-            .await
-    }
-    async fn start_container(&self, name: &str) -> bottle_core::Result<()> {
-        self.time("start_container", self.inner.start_container(name))
-            .await
-    }
-    async fn inspect_container(&self, name: &str) -> bottle_core::Result<ContainerInfo> {
-        self.time("inspect_container", self.inner.inspect_container(name))
-            .await
-    }
-    async fn remove_container(&self, name: &str) -> bottle_core::Result<()> {
-        self.time("remove_container", self.inner.remove_container(name))
-            .await
-    }
-    async fn list_containers(&self, s: &LabelSelector) -> bottle_core::Result<Vec<ContainerInfo>> {
-        self.time("list_containers", self.inner.list_containers(s))
-            .await
-    }
-    async fn image(&self, reference: &str) -> bottle_core::Result<Option<ImageInfo>> {
-        self.time("image", self.inner.image(reference)).await
+/// `runtime` with every engine call timed.
+pub fn timed(runtime: Arc<dyn ContainerRuntime>) -> Arc<Intercepted<Timed>> {
+    Arc::new(Intercepted::new(runtime, Timed::default()))
+}
+
+impl Hook for Timed {
+    fn after(&self, op: Op, called: Instant, took: Duration) {
+        let start = (called - self.epoch).as_secs_f64() * 1000.0;
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push((
+            op.name(),
+            start,
+            took.as_secs_f64() * 1000.0,
+        ));
     }
 }
 
@@ -218,7 +176,7 @@ pub async fn idle_probe(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// The idle window of bottle's readiness probe.
+/// The idle window of bottle's readiness probe where ports are proxied.
 pub const IDLE: Duration = Duration::from_millis(25);
 
 /// Waits for every port with `rule`, all ports at once.
@@ -317,7 +275,7 @@ pub struct Library {
     pub lifecycle: Lifecycle,
     pub spec: BottleSpec,
     /// The timing wrapper the lifecycle's runtime is, when it is one.
-    pub timed: Option<Timed>,
+    pub timed: Option<Arc<Intercepted<Timed>>>,
 }
 
 #[async_trait(?Send)]
@@ -350,7 +308,10 @@ impl Contend for Library {
     }
 
     fn calls(&mut self) -> Vec<Call> {
-        self.timed.as_ref().map(Timed::take).unwrap_or_default()
+        self.timed
+            .as_ref()
+            .map(|t| t.hook().take())
+            .unwrap_or_default()
     }
 }
 

@@ -319,7 +319,7 @@ fn breakdown(out: &mut String, rounds: &[Option<Round>]) {
     );
     let _ = writeln!(
         out,
-        "| no engine call in flight (validation, planning, allocation lock, readiness probes with their 25 ms idle window, backoff) | {:.0} | {:.0} |",
+        "| no engine call in flight (validation, planning, allocation lock, readiness probes (with a 25 ms idle window where ports are proxied), backoff) | {:.0} | {:.0} |",
         med(&|r| r.up_ms - r.up_engine_ms),
         med(&|r| r.down_ms - r.down_engine_ms)
     );

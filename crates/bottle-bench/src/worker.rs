@@ -1,7 +1,6 @@
 //! What runs inside a worker process: one timed round of one contender, a scale run, or the
 //! teardown of a bundle that ignores SIGTERM; each reports one JSON line on stdout.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -148,9 +147,9 @@ pub async fn prepare(
             idle: contender == Contender::FloorIdle,
         }),
         Contender::Library => {
-            let timed = contenders::Timed::new(contenders::connect_runtime(engine).await?);
+            let timed = contenders::timed(contenders::connect_runtime(engine).await?);
             Box::new(contenders::Library {
-                lifecycle: contenders::lifecycle(Arc::new(timed.clone())),
+                lifecycle: contenders::lifecycle(timed.clone()),
                 spec: contenders::spec(slug),
                 timed: Some(timed),
             })
@@ -231,14 +230,12 @@ pub async fn scale(
     }
     let api = Api::new(engine);
     let timed = match contender {
-        Contender::Library => Some(contenders::Timed::new(
+        Contender::Library => Some(contenders::timed(
             contenders::connect_runtime(engine).await?,
         )),
         _ => None,
     };
-    let shared = timed
-        .as_ref()
-        .map(|t| contenders::lifecycle(Arc::new(t.clone())));
+    let shared = timed.as_ref().map(|t| contenders::lifecycle(t.clone()));
     let mut bottles: Vec<Box<dyn Contend>> = Vec::with_capacity(n);
     for i in 0..n {
         let slug = format!("s{}-{i}", contender.slug());
@@ -259,7 +256,7 @@ pub async fn scale(
         .collect()
         .await;
     let up_wall_ms = ms(t.elapsed());
-    let up_calls = timed.as_ref().map(|t| t.take()).unwrap_or_default();
+    let up_calls = timed.as_ref().map(|t| t.hook().take()).unwrap_or_default();
     let failed_up = ups.iter().filter_map(|r| r.as_ref().err()).next().cloned();
     let t = Instant::now();
     let downs: Vec<Result<(), String>> = futures_util::stream::iter(bottles.iter_mut())
@@ -268,7 +265,7 @@ pub async fn scale(
         .collect()
         .await;
     let down_wall_ms = ms(t.elapsed());
-    let down_calls = timed.as_ref().map(|t| t.take()).unwrap_or_default();
+    let down_calls = timed.as_ref().map(|t| t.hook().take()).unwrap_or_default();
     if let Some(e) = failed_up {
         return Err(format!("an up failed: {e}"));
     }

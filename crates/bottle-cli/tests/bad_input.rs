@@ -14,8 +14,8 @@
 //! `bottle_core::catalog`). The duplicates a user can write are covered instead: a container
 //! path mounted twice, an env key given twice, a daemon requested twice.
 //!
-//! Pools: 10.248/16 and 127.108/16 on Docker, 10.249/16 and 127.109/16 on Podman (shared with the
-//! engine-restart suite; nothing here creates anything).
+//! Pools: 10.248/16 and 127.108/16 on Docker, 10.249/16 and 127.109/16 on Podman (nothing here
+//! creates anything).
 
 mod common;
 

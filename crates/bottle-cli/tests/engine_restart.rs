@@ -14,7 +14,7 @@
 //! This binary holds one test only: cargo runs test binaries one after another, so no other test
 //! sees the engine go away. A guard starts the engine again if the test fails half-way.
 //!
-//! Pools: 10.248/16 and 127.108/16 on Docker, 10.249/16 and 127.109/16 on Podman.
+//! Pools: 10.252/16 and 127.112/16 on Docker, 10.253/16 and 127.113/16 on Podman.
 
 mod common;
 
@@ -33,18 +33,18 @@ use serde_json::Value;
 
 const DOCKER: Engine = Engine {
     name: "docker",
-    subnet_pool: "10.248.0.0/16",
-    loopback_pool: "127.108.0.0/16",
-    loopback_prefix: "127.108.",
-    subnet_prefix: "10.248.",
+    subnet_pool: "10.252.0.0/16",
+    loopback_pool: "127.112.0.0/16",
+    loopback_prefix: "127.112.",
+    subnet_prefix: "10.252.",
 };
 
 const PODMAN: Engine = Engine {
     name: "podman",
-    subnet_pool: "10.249.0.0/16",
-    loopback_pool: "127.109.0.0/16",
-    loopback_prefix: "127.109.",
-    subnet_prefix: "10.249.",
+    subnet_pool: "10.253.0.0/16",
+    loopback_pool: "127.113.0.0/16",
+    loopback_prefix: "127.113.",
+    subnet_prefix: "10.253.",
 };
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";

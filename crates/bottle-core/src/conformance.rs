@@ -13,17 +13,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::intercept::{Hook, Intercepted};
 use crate::labels;
 use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress};
 use crate::memory::Op;
 use crate::plan::{first_choice_subnet, Pools};
 use crate::runtime::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector, Labels,
-    Limits, LogOptions, NetworkInfo, NetworkSpec, PublishSpec, Security,
+    ContainerInfo, ContainerRuntime, ContainerSpec, LabelSelector, Labels, Limits, NetworkSpec,
+    PublishSpec, Security,
 };
 use crate::spec::{BottleSpec, LoopbackChoice};
 
@@ -609,27 +609,27 @@ pub async fn up_refuses_a_slug_that_is_up(rt: &Arc<dyn ContainerRuntime>, fx: &F
     assert_nothing_left(&lc).await;
 }
 
-/// A runtime that fails the `nth` call of one operation and passes everything else through:
-/// fault injection for any backend.
+/// A hook that fails the `nth` call of one operation and lets everything else through: fault
+/// injection for any backend, as `Intercepted::new(runtime, FailNth::new(op, nth))`.
 #[derive(Debug)]
 pub struct FailNth {
-    inner: Arc<dyn ContainerRuntime>,
     op: Op,
     nth: usize,
     seen: AtomicUsize,
 }
 
 impl FailNth {
-    pub fn new(inner: Arc<dyn ContainerRuntime>, op: Op, nth: usize) -> Self {
+    pub fn new(op: Op, nth: usize) -> Self {
         FailNth {
-            inner,
             op,
             nth,
             seen: AtomicUsize::new(0),
         }
     }
+}
 
-    fn check(&self, op: Op) -> Result<()> {
+impl Hook for FailNth {
+    fn before(&self, op: Op) -> Result<()> {
         if op == self.op && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
             return Err(Error::Engine {
                 engine: "fault".into(),
@@ -643,62 +643,6 @@ impl FailNth {
     }
 }
 
-#[async_trait]
-impl ContainerRuntime for FailNth {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    async fn info(&self) -> Result<EngineInfo> {
-        self.check(Op::Info)?;
-        self.inner.info().await
-    }
-    async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
-        self.check(Op::CreateNetwork)?;
-        self.inner.create_network(spec).await
-    }
-    async fn remove_network(&self, name: &str) -> Result<()> {
-        self.check(Op::RemoveNetwork)?;
-        self.inner.remove_network(name).await
-    }
-    async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
-        self.check(Op::ListNetworks)?;
-        self.inner.list_networks(selector).await
-    }
-    async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
-        self.check(Op::CreateContainer)?;
-        self.inner.create_container(spec).await
-    }
-    async fn start_container(&self, name: &str) -> Result<()> {
-        self.check(Op::StartContainer)?;
-        self.inner.start_container(name).await
-    }
-    async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
-        self.check(Op::InspectContainer)?;
-        self.inner.inspect_container(name).await
-    }
-    async fn remove_container(&self, name: &str) -> Result<()> {
-        self.check(Op::RemoveContainer)?;
-        self.inner.remove_container(name).await
-    }
-    async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
-        self.check(Op::ListContainers)?;
-        self.inner.list_containers(selector).await
-    }
-    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
-        self.check(Op::Image)?;
-        self.inner.image(reference).await
-    }
-    async fn logs(
-        &self,
-        name: &str,
-        options: LogOptions,
-        sink: &mut (dyn FnMut(String) -> bool + Send),
-    ) -> Result<()> {
-        self.check(Op::Logs)?;
-        self.inner.logs(name, options, sink).await
-    }
-}
-
 /// A failure at each engine step of `up` returns that failure and leaves nothing behind.
 pub async fn up_rolls_back_at_every_step(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     let steps = [
@@ -708,7 +652,8 @@ pub async fn up_rolls_back_at_every_step(rt: &Arc<dyn ContainerRuntime>, fx: &Fi
         (Op::InspectContainer, 1),
     ];
     for (op, nth) in steps {
-        let faulty: Arc<dyn ContainerRuntime> = Arc::new(FailNth::new(rt.clone(), op, nth));
+        let faulty: Arc<dyn ContainerRuntime> =
+            Arc::new(Intercepted::new(rt.clone(), FailNth::new(op, nth)));
         let case = "rollback";
         let lc = Lifecycle::new(faulty, fx.lifecycle_config(case));
         let err = lc
@@ -796,7 +741,10 @@ pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx:
         .expect("up whole");
     // A launch that dies right after creating its network: the network fails nothing, the
     // container step never happens.
-    let dies = Arc::new(FailNth::new(rt.clone(), Op::CreateContainer, 1));
+    let dies = Arc::new(Intercepted::new(
+        rt.clone(),
+        FailNth::new(Op::CreateContainer, 1),
+    ));
     let plan = Lifecycle::new(dies, fx.lifecycle_config(case))
         .plan(&BottleSpec::new("half"))
         .await

@@ -8,6 +8,7 @@
 //! - [`lifecycle`]: `up`, `down`, `list`, `endpoints` and `gc` over `Arc<dyn ContainerRuntime>`;
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
+//! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
 //! - `conformance` (feature `conformance`): the cases every runtime must pass.
 
 // A library reports through `tracing` and its return values, never by printing.
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod conformance;
 pub mod error;
 mod host;
+pub mod intercept;
 pub mod labels;
 pub mod lifecycle;
 pub mod memory;

@@ -22,37 +22,7 @@ use crate::runtime::{
     LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding, PortForwarding,
 };
 
-/// An operation of the trait, for call counting and fault injection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Op {
-    Info,
-    CreateNetwork,
-    RemoveNetwork,
-    ListNetworks,
-    CreateContainer,
-    StartContainer,
-    InspectContainer,
-    RemoveContainer,
-    ListContainers,
-    Image,
-    LoadImage,
-    Logs,
-}
-
-impl Op {
-    /// Whether the operation changes the engine's state.
-    pub fn mutates(self) -> bool {
-        matches!(
-            self,
-            Op::CreateNetwork
-                | Op::RemoveNetwork
-                | Op::CreateContainer
-                | Op::StartContainer
-                | Op::RemoveContainer
-                | Op::LoadImage
-        )
-    }
-}
+pub use crate::runtime::Op;
 
 type MakeError = Box<dyn Fn() -> Error + Send + Sync>;
 

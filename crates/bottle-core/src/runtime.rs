@@ -296,6 +296,57 @@ impl LabelSelector {
     }
 }
 
+/// An engine operation of [`ContainerRuntime`], for call counting, fault injection and timing
+/// (see [`crate::intercept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Info,
+    CreateNetwork,
+    RemoveNetwork,
+    ListNetworks,
+    CreateContainer,
+    StartContainer,
+    InspectContainer,
+    RemoveContainer,
+    ListContainers,
+    Image,
+    LoadImage,
+    Logs,
+}
+
+impl Op {
+    /// The trait method's name: `create_network`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Info => "info",
+            Op::CreateNetwork => "create_network",
+            Op::RemoveNetwork => "remove_network",
+            Op::ListNetworks => "list_networks",
+            Op::CreateContainer => "create_container",
+            Op::StartContainer => "start_container",
+            Op::InspectContainer => "inspect_container",
+            Op::RemoveContainer => "remove_container",
+            Op::ListContainers => "list_containers",
+            Op::Image => "image",
+            Op::LoadImage => "load_image",
+            Op::Logs => "logs",
+        }
+    }
+
+    /// Whether the operation changes the engine's state.
+    pub fn mutates(self) -> bool {
+        matches!(
+            self,
+            Op::CreateNetwork
+                | Op::RemoveNetwork
+                | Op::CreateContainer
+                | Op::StartContainer
+                | Op::RemoveContainer
+                | Op::LoadImage
+        )
+    }
+}
+
 /// How an engine forwards a published host port to the container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum PortForwarding {
