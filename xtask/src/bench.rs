@@ -1,10 +1,9 @@
 //! `cargo xtask bench`: bring-up and teardown measured side by side against the engine's raw
 //! API floor and the tools people would use instead.
 //!
-//! Builds what the benchmark drives (the `bottle` binary, the bundle image's `bottle-sidecars`
-//! and the `contenders` bench target of `bottle-bench`, in release and in one cargo invocation,
-//! so the crates they share are compiled once with one feature set; the image archive from
-//! that binary), then runs the bench executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
+//! Builds what the benchmark drives (the reference image archive as `cargo xtask image` does;
+//! the `bottle` binary and the `contenders` bench target of `bottle-bench` in release, in one
+//! cargo invocation), then runs the bench executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
 //! `target/bench/latest.md` and replaces the results section of `docs/BENCHMARKS.md` unless
 //! `--no-doc` is given. `cargo xtask bench --help` lists the options.
 
@@ -22,18 +21,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
 
-    // The image's binary comes from the same build as the rest when it is a host-target
-    // build (not musl): its crates are then compiled once, with everything else.
-    let with_sidecars = !help && !crate::image::static_build();
-    let exe = build(with_sidecars)?;
+    // The image exactly as `cargo xtask image` builds it (its own feature set).
     let archive = if help {
         None
-    } else if with_sidecars {
-        let bin = target_dir.join("release/bottle-sidecars");
-        Some(crate::image::archive(&bin, false, false)?)
     } else {
         Some(crate::image::run(&[])?)
     };
+    let exe = build()?;
     let mut bench = Command::new(&exe);
     if let Some(archive) = archive {
         let shown = std::iter::once("cargo xtask bench".to_string())
@@ -58,10 +52,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     sh(&mut bench)
 }
 
-/// Builds `bottle` (and `bottle-sidecars` when asked) and the `contenders` bench target
-/// together and returns the bench executable's path (cargo names it with a hash; its JSON
-/// messages say which).
-fn build(with_sidecars: bool) -> Result<PathBuf, String> {
+/// Builds `bottle` and the `contenders` bench target in one invocation (the two final links
+/// run side by side) and returns the bench executable's path (cargo names it with a hash; its
+/// JSON messages say which).
+fn build() -> Result<PathBuf, String> {
     let mut build = cargo();
     build.args([
         "build",
@@ -70,11 +64,6 @@ fn build(with_sidecars: bool) -> Result<PathBuf, String> {
         "bottle-cli",
         "-p",
         "bottle-bench",
-    ]);
-    if with_sidecars {
-        build.args(["-p", "bottle-sidecars", "--bin", "bottle-sidecars"]);
-    }
-    build.args([
         "--bin",
         "bottle",
         "--bench",

@@ -50,15 +50,9 @@ pub fn run(args: &[String]) -> Result<PathBuf, String> {
     archive(&bin, musl, force)
 }
 
-/// Whether `run` builds the binary for the static musl target (else it is a glibc binary of the
-/// host's target, which another release build may produce instead).
-pub fn static_build() -> bool {
-    musl_installed()
-}
-
 /// Packs `bin` (built for the musl target when `musl`) into the archive, unless the archive is
 /// newer than the binary and this xtask (or `force`); returns its path.
-pub fn archive(bin: &Path, musl: bool, force: bool) -> Result<PathBuf, String> {
+fn archive(bin: &Path, musl: bool, force: bool) -> Result<PathBuf, String> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));

@@ -84,7 +84,7 @@ pub struct Global {
         long,
         global = true,
         env = "BOTTLE_PREFIX",
-        default_value = "bottle",
+        default_value = crate::exit::DEFAULT_PREFIX,
         value_name = "NAME"
     )]
     pub prefix: String,

@@ -45,7 +45,44 @@ impl Failure {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code)
     }
+
+    /// Makes every `` `bottle ...` `` command the message and hint suggest carry this run's
+    /// engine and prefix (unless the command names its own), so it can be pasted as is.
+    pub fn for_run(mut self, runtime: Option<&str>, prefix: &str) -> Self {
+        self.message = with_globals(&self.message, runtime, prefix);
+        self.hint = self
+            .hint
+            .as_deref()
+            .map(|h| with_globals(h, runtime, prefix));
+        self
+    }
 }
+
+/// `text` with `--runtime` and `--prefix` (when not the default) added to each backquoted
+/// `bottle` command that does not already give them.
+fn with_globals(text: &str, runtime: Option<&str>, prefix: &str) -> String {
+    const START: &str = "`bottle ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(START) {
+        let command = &rest[at + START.len()..];
+        let end = command.find('`').unwrap_or(command.len());
+        let given = &command[..end];
+        out.push_str(&rest[..at + START.len()]);
+        if let Some(engine) = runtime.filter(|_| !given.contains("--runtime")) {
+            out.push_str(&format!("--runtime {engine} "));
+        }
+        if prefix != DEFAULT_PREFIX && !given.contains("--prefix") {
+            out.push_str(&format!("--prefix {prefix} "));
+        }
+        rest = command;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The prefix `--prefix` defaults to.
+pub const DEFAULT_PREFIX: &str = "bottle";
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,5 +159,32 @@ impl From<Error> for Failure {
             message,
             hint,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_globals;
+
+    #[test]
+    fn suggested_commands_carry_the_runs_engine_and_prefix() {
+        let text = "remove it with `bottle down x`; `bottle gc` removes the rest";
+        assert_eq!(with_globals(text, None, "bottle"), text);
+        assert_eq!(
+            with_globals(text, Some("podman"), "bt-a"),
+            "remove it with `bottle --runtime podman --prefix bt-a down x`; `bottle --runtime podman --prefix bt-a gc` removes the rest"
+        );
+        assert_eq!(
+            with_globals(
+                "load it with `bottle image load --runtime docker`",
+                Some("docker"),
+                "bottle"
+            ),
+            "load it with `bottle image load --runtime docker`"
+        );
+        assert_eq!(
+            with_globals("no command here", Some("docker"), "p"),
+            "no command here"
+        );
     }
 }

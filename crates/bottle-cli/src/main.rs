@@ -60,7 +60,7 @@
 //! With `BOTTLE_DEBUG_PAUSE_AT=<step>` in its environment, `up` (and `down`) stops for good when
 //! it reaches that step, after printing `bottle: paused at <step> ...` on stderr, and waits to be
 //! killed. Steps are reported as they start, so each pauses between two engine calls:
-//! `checking-image`, `allocating`, `creating-network` (holding the allocation lock, nothing
+//! `checking-image`, `allocating`, `creating-network` (holding a reservation, nothing
 //! created), `creating-container` (the network exists), `starting` (the container exists, not
 //! started), `discovering-ports` (started), `waiting-ready` (host ports known, daemons not yet
 //! probed), `rolling-back`, `removing`. The crash tests (`tests/crashes.rs`) SIGKILL the process
@@ -99,9 +99,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    let runtime = cli.global.runtime.map(cli::Engine::name);
+    let prefix = cli.global.prefix.clone();
     match tokio.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            let failure = failure.for_run(runtime, &prefix);
             eprintln!("{failure}");
             failure.exit_code()
         }

@@ -189,8 +189,9 @@ fn crash_at_every_step(engine: Engine) {
                 assert_eq!(again.code, 1, "{again:#?}");
                 for needle in [
                     format!("bottle {slug} is already up"),
-                    format!("bottle down {slug}"),
-                    "bottle gc".to_string(),
+                    // Commands ready to paste: this run's engine and prefix.
+                    format!("`bottle --runtime {} --prefix {prefix} down {slug}`", engine.name),
+                    format!("`bottle --runtime {} --prefix {prefix} gc`", engine.name),
                 ] {
                     assert!(
                         again.stderr.contains(&needle),
@@ -273,35 +274,13 @@ fn init_pid(engine: Engine, container: &str) -> i32 {
 
 /// Children of `parent` (host pids) whose command line ends with `args`.
 fn children_running(parent: i32, args: &[&str]) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // `pid (comm) state ppid ...`; comm may hold spaces, so split after the last `)`.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid != Some(parent) {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let words: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .filter(|w| !w.is_empty())
-            .map(|w| String::from_utf8_lossy(w).into_owned())
-            .collect();
-        if words.len() >= args.len() && words[words.len() - args.len()..] == *args {
-            found.push(pid);
-        }
-    }
-    found
+    common::children(i64::from(parent))
+        .into_iter()
+        .filter(|(_, words)| {
+            words.len() >= args.len() && words[words.len() - args.len()..] == *args
+        })
+        .map(|(pid, _)| pid as i32)
+        .collect()
 }
 
 /// The one-letter state of a process (`R`, `S`, `T`, `Z`, ...).

@@ -197,6 +197,12 @@ fn cycle(engine: Engine) {
     let env_gone = engine.run(prefix, &["env", slug]);
     assert_eq!(env_gone.code, 1, "{}", env_gone.stderr);
     assert!(env_gone.stderr.contains("not up"), "{}", env_gone.stderr);
+    // The hint's command is this run's, ready to paste: same engine, same prefix.
+    let paste = format!(
+        "`bottle --runtime {} --prefix {prefix} up {slug}`",
+        engine.name
+    );
+    assert!(env_gone.stderr.contains(&paste), "{}", env_gone.stderr);
 }
 
 /// The object has exactly the documented fields: adding one is fine, but then document it

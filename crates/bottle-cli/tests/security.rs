@@ -212,25 +212,9 @@ fn proc_status(pid: i64) -> std::collections::BTreeMap<String, String> {
 
 /// The bundle's processes on the host: its init and the init's children.
 fn bundle_pids(init: i64) -> Vec<i64> {
-    let mut pids = vec![init];
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<i64>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i64>().ok());
-        if ppid == Some(init) {
-            pids.push(pid);
-        }
-    }
-    pids
+    std::iter::once(init)
+        .chain(common::children(init).into_iter().map(|(pid, _)| pid))
+        .collect()
 }
 
 /// One bottle as `bottle up --output json` reported it.

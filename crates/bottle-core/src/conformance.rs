@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -832,4 +834,97 @@ pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &st
         archive.display()
     );
     reference.to_string()
+}
+
+/// Makes sure the image `tag` is on `rt`: this host's `/bin/sleep` and the libraries it links,
+/// running `sleep infinity` as user 65534 with the label `io.bottle.test=sleep`. As PID 1 of
+/// its namespace `sleep` has no SIGTERM handler, so the kernel drops SIGTERM: such a container
+/// only goes away by SIGKILL. Built (under `dir`) and loaded only when missing; returns `tag`.
+pub async fn ensure_sigterm_deaf_image<'a>(
+    rt: &dyn ContainerRuntime,
+    tag: &'a str,
+    dir: &Path,
+) -> &'a str {
+    if rt.image(tag).await.expect("image lookup").is_none() {
+        let names = rt
+            .load_image(&sigterm_deaf_archive(tag, dir))
+            .await
+            .expect("load the SIGTERM-deaf image");
+        assert!(
+            names
+                .iter()
+                .any(|n| n == tag || n.ends_with(&format!("/{tag}"))),
+            "loaded names {names:?} include {tag}"
+        );
+    }
+    tag
+}
+
+/// Writes the `docker save` archive of [`ensure_sigterm_deaf_image`]'s image under `dir` and
+/// returns its path.
+pub fn sigterm_deaf_archive(tag: &str, dir: &Path) -> PathBuf {
+    let dir = dir.join(format!("sigterm-deaf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the archive directory");
+    let ldd = stdout(Command::new("ldd").arg("/bin/sleep"));
+    let mut files = vec!["bin/sleep".to_string()];
+    files.extend(
+        ldd.split_whitespace()
+            .filter(|w| w.starts_with('/'))
+            .map(|w| w.trim_start_matches('/').to_string()),
+    );
+    // `-h` stores what symlinks point at: the dynamic loader is one.
+    stdout(
+        Command::new("tar")
+            .arg("-chf")
+            .arg(dir.join("layer.tar"))
+            .arg("-C")
+            .arg("/")
+            .args(&files),
+    );
+    let sha = stdout(Command::new("sha256sum").arg(dir.join("layer.tar")));
+    let sha = sha.split_whitespace().next().expect("a digest");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "User": "65534",
+            "Cmd": ["/bin/sleep", "infinity"],
+            "Labels": {"io.bottle.test": "sleep"}
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{sha}")]}
+    });
+    let manifest = serde_json::json!([
+        {"Config": "config.json", "RepoTags": [tag], "Layers": ["layer.tar"]}
+    ]);
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("write config.json");
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write manifest.json");
+    let archive = dir.join("image.tar");
+    stdout(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&dir)
+            .args(["manifest.json", "config.json", "layer.tar"]),
+    );
+    archive
+}
+
+/// Runs a command and returns its stdout; panics naming the command when it fails.
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

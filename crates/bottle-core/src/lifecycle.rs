@@ -346,12 +346,9 @@ impl Lifecycle {
                     image: image.clone(),
                 },
             );
-            // Two lookups at once, before anything is created: the image (a daemon it lacks, an
-            // unknown daemon are refused) and leftovers of this slug.
-            let ((catalog, profile), ()) = tokio::try_join!(
-                self.image_catalog(&image),
-                self.refuse_if_present(&spec.slug)
-            )?;
+            // Before anything is created: a daemon the image lacks, an unknown daemon. (Leftovers
+            // of this slug are refused under the allocation lock.)
+            let (catalog, profile) = self.image_catalog(&image).await?;
             plan::select_daemons(spec, &catalog, &image)?;
 
             let mut created = Created::default();
@@ -370,31 +367,6 @@ impl Lifecycle {
         }
         .instrument(span)
         .await
-    }
-
-    async fn refuse_if_present(&self, slug: &str) -> Result<()> {
-        let selector = self.selector(Some(slug));
-        let (networks, containers) = tokio::try_join!(
-            self.runtime.list_networks(&selector),
-            self.runtime.list_containers(&selector),
-        )?;
-        let found: Vec<String> = networks
-            .iter()
-            .map(|n| format!("network {}", n.name))
-            .chain(
-                containers
-                    .iter()
-                    .map(|c| format!("container {} ({})", c.name, c.state)),
-            )
-            .collect();
-        if found.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::AlreadyUp {
-                slug: slug.to_string(),
-                found: found.join(", "),
-            })
-        }
     }
 
     async fn up_steps(
@@ -477,16 +449,26 @@ impl Lifecycle {
                 // Reservations first, then the engine's networks and the host: see the `alloc`
                 // module.
                 let pending = planning.pending()?;
-                let networks = self.runtime.list_networks(&LabelSelector::all()).await?;
-                let host = crate::host::taken();
-                // Under the lock, a launch of the same slug that got here first is visible:
-                // refuse before creating anything. (Docker 20.10 would even create a second
-                // network of the same name, which breaks the first launch's container create.)
                 let ours = self.selector(Some(&spec.slug));
+                let all = LabelSelector::all();
+                let (networks, leftovers) = tokio::try_join!(
+                    self.runtime.list_networks(&all),
+                    self.runtime.list_containers(&ours),
+                )?;
+                let host = crate::host::taken();
+                // Under the lock, this slug's objects (a bottle that is up, debris of a crashed
+                // launch, a launch that got here first) are visible: refuse before creating
+                // anything. (Docker 20.10 would even create a second network of the same name,
+                // which breaks the first launch's container create.)
                 let taken = networks
                     .iter()
                     .find(|n| n.name == name || ours.matches(&n.labels))
                     .map(|n| format!("network {} exists", n.name))
+                    .or_else(|| {
+                        leftovers
+                            .first()
+                            .map(|c| format!("container {} is {}", c.name, c.state))
+                    })
                     .or_else(|| {
                         pending
                             .iter()
@@ -900,12 +882,28 @@ impl Lifecycle {
 
     /// Removes objects of ours that no whole bottle owns: a network without its bundle, a
     /// bundle that is not running, a bundle without its network. A running bundle whose
-    /// daemons do not answer is left alone (its init restarts them; `down` removes it). With
+    /// daemons do not answer is left alone (its init restarts them; `down` removes it), and so
+    /// is a bottle that a live launch (of any process on this host) is still bringing up. With
     /// `dry_run`, only lists them.
     pub async fn gc(&self, dry_run: bool) -> Result<Vec<Removed>> {
         let bottles = self.list().await?;
+        // Read after listing: a launch that was half-way through when the engine was listed
+        // still holds its reservation (until its ports are published), and is left alone.
+        let launching: BTreeSet<String> = self
+            .alloc
+            .lock()
+            .await?
+            .pending()?
+            .into_iter()
+            .map(|p| p.network)
+            .collect();
         let mut removed = Vec::new();
         for b in &bottles {
+            let network = plan::network_name(self.prefix(), &b.slug);
+            if launching.contains(&network) {
+                debug!(slug = %b.slug, "being launched; not collected");
+                continue;
+            }
             let reason = match (&b.network, &b.container, &b.state) {
                 (Some(_), None, _) => "network without its bundle".to_string(),
                 (None, Some(_), _) => "bundle without its network".to_string(),

@@ -74,10 +74,8 @@ struct State {
     /// What a published port with no daemon behind it does: accept and close (`Proxied`) or
     /// refuse (`Direct`).
     forwarding: PortForwarding,
-    /// While set, network creates wait here until released (closed).
-    network_gate: Option<Arc<tokio::sync::Semaphore>>,
-    /// Network creates waiting at the gate, or let through by it.
-    held_network_creates: usize,
+    /// Held operations: calls wait at the gate until it is released (closed), counted.
+    gates: BTreeMap<Op, (Arc<tokio::sync::Semaphore>, usize)>,
     next_id: u64,
 }
 
@@ -158,24 +156,39 @@ impl InMemoryRuntime {
         self.lock().forwarding = forwarding;
     }
 
-    /// Makes later network creates wait, before they take effect, until
-    /// [`InMemoryRuntime::release_network_creates`]: a slow engine, to watch what launches do
-    /// while their networks are being created.
-    pub fn hold_network_creates(&self) {
-        let mut s = self.lock();
-        s.network_gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
-        s.held_network_creates = 0;
+    /// Makes later calls of `op` (`CreateNetwork`, `CreateContainer` or `StartContainer`) wait,
+    /// before they take effect, until [`InMemoryRuntime::release`]: a slow engine, to watch
+    /// what launches (and others) do meanwhile.
+    pub fn hold(&self, op: Op) {
+        self.lock()
+            .gates
+            .insert(op, (Arc::new(tokio::sync::Semaphore::new(0)), 0));
     }
 
-    /// How many network creates reached the gate since [`InMemoryRuntime::hold_network_creates`].
-    pub fn held_network_creates(&self) -> usize {
-        self.lock().held_network_creates
+    /// How many calls of `op` reached the gate since [`InMemoryRuntime::hold`].
+    pub fn held(&self, op: Op) -> usize {
+        self.lock().gates.get(&op).map_or(0, |(_, n)| *n)
     }
 
-    /// Lets every held network create, and every later one, proceed.
-    pub fn release_network_creates(&self) {
-        if let Some(gate) = self.lock().network_gate.take() {
+    /// Lets every held call of `op`, and every later one, proceed.
+    pub fn release(&self, op: Op) {
+        if let Some((gate, _)) = self.lock().gates.remove(&op) {
             gate.close();
+        }
+    }
+
+    /// Waits at the gate of `op` while it is held.
+    async fn pass(&self, op: Op) {
+        let gate = {
+            let mut s = self.lock();
+            s.gates.get_mut(&op).map(|(gate, n)| {
+                *n += 1;
+                gate.clone()
+            })
+        };
+        if let Some(gate) = gate {
+            // Closed when released.
+            let _ = gate.acquire().await;
         }
     }
 
@@ -363,15 +376,7 @@ impl ContainerRuntime for InMemoryRuntime {
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
-        let gate = {
-            let mut s = self.lock();
-            s.held_network_creates += usize::from(s.network_gate.is_some());
-            s.network_gate.clone()
-        };
-        if let Some(gate) = gate {
-            // Closed when released.
-            let _ = gate.acquire().await;
-        }
+        self.pass(Op::CreateNetwork).await;
         let mut s = self.enter(Op::CreateNetwork)?;
         if s.networks.contains_key(&spec.name) {
             return Err(Error::already_exists(ObjectKind::Network, &spec.name));
@@ -440,6 +445,7 @@ impl ContainerRuntime for InMemoryRuntime {
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+        self.pass(Op::CreateContainer).await;
         let mut s = self.enter(Op::CreateContainer)?;
         if s.containers.contains_key(&spec.name) {
             return Err(Error::already_exists(ObjectKind::Container, &spec.name));
@@ -505,6 +511,7 @@ impl ContainerRuntime for InMemoryRuntime {
     }
 
     async fn start_container(&self, name: &str) -> Result<()> {
+        self.pass(Op::StartContainer).await;
         let forwarding;
         let publish = {
             let s = self.enter(Op::StartContainer)?;

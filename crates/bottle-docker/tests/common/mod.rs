@@ -5,10 +5,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
-use bottle_core::conformance::{ensure_reference_image, require_engine, Fixture};
+use bottle_core::conformance::{
+    ensure_reference_image, ensure_sigterm_deaf_image, require_engine, sigterm_deaf_archive,
+    Fixture,
+};
 use bottle_core::ContainerRuntime;
 use bottle_docker::DockerRuntime;
 use tokio::sync::OnceCell;
@@ -64,98 +66,22 @@ async fn reference_image(rt: &DockerRuntime) -> String {
         .clone()
 }
 
-/// A `docker save` archive of [`SLEEP_IMAGE`]: this host's `/bin/sleep` and the libraries it
-/// links, running `sleep infinity` as user 65534. As PID 1 of its namespace `sleep` has no
-/// SIGTERM handler, so the kernel drops SIGTERM: the container only goes away by SIGKILL.
+/// A `docker save` archive of [`SLEEP_IMAGE`] (see
+/// `bottle_core::conformance::ensure_sigterm_deaf_image`), written once per test binary.
 pub fn sleep_image_archive() -> PathBuf {
     static ARCHIVE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ARCHIVE.get_or_init(build_sleep_archive).clone()
+    ARCHIVE
+        .get_or_init(|| sigterm_deaf_archive(SLEEP_IMAGE, Path::new(env!("CARGO_TARGET_TMPDIR"))))
+        .clone()
 }
 
-fn build_sleep_archive() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("bt-docker-sleep-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the archive directory");
-
-    let ldd = output(Command::new("ldd").arg("/bin/sleep"));
-    let mut files: Vec<String> = vec!["bin/sleep".into()];
-    files.extend(
-        ldd.split_whitespace()
-            .filter(|w| w.starts_with('/'))
-            .map(|w| w.trim_start_matches('/').to_string()),
-    );
-    // `-h` stores what symlinks point at: the loader is a symlink on Debian.
-    output(
-        Command::new("tar")
-            .arg("-chf")
-            .arg(dir.join("layer.tar"))
-            .arg("-C")
-            .arg("/")
-            .args(&files),
-    );
-    let sha = output(Command::new("sha256sum").arg(dir.join("layer.tar")));
-    let sha = sha
-        .split_whitespace()
-        .next()
-        .expect("sha256sum prints a digest");
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let config = serde_json::json!({
-        "architecture": arch,
-        "os": "linux",
-        "config": {
-            "User": "65534",
-            "Cmd": ["/bin/sleep", "infinity"],
-            "Labels": {"io.bottle.test": "sleep"}
-        },
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{sha}")]}
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).expect("write config");
-    let manifest = serde_json::json!([{
-        "Config": "config.json",
-        "RepoTags": [SLEEP_IMAGE],
-        "Layers": ["layer.tar"]
-    }]);
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write manifest");
-    let archive = dir.join("image.tar");
-    output(
-        Command::new("tar")
-            .arg("-cf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&dir)
-            .args(["manifest.json", "config.json", "layer.tar"]),
-    );
-    archive
-}
-
-/// Runs a command and returns its stdout; panics naming the command when it fails.
-fn output(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Makes sure [`SLEEP_IMAGE`] is on the engine.
+/// Makes sure [`SLEEP_IMAGE`], whose PID 1 ignores SIGTERM, is on the engine.
 pub async fn ensure_sleep_image(rt: &DockerRuntime) {
     static LOADED: OnceCell<()> = OnceCell::const_new();
     LOADED
         .get_or_init(|| async {
-            if rt.image(SLEEP_IMAGE).await.expect("image lookup").is_none() {
-                rt.load_image(&sleep_image_archive())
-                    .await
-                    .expect("load the sleep image");
-            }
+            ensure_sigterm_deaf_image(rt, SLEEP_IMAGE, Path::new(env!("CARGO_TARGET_TMPDIR")))
+                .await;
         })
         .await;
 }

@@ -5,11 +5,10 @@
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
-use bottle_core::conformance::{ensure_reference_image, require_engine, Fixture};
+use bottle_core::conformance::{self, ensure_reference_image, require_engine, Fixture};
 use bottle_core::ContainerRuntime;
 use bottle_podman::PodmanRuntime;
 use tokio::sync::OnceCell;
@@ -58,83 +57,19 @@ pub async fn setup(test: &str) -> Option<(Arc<dyn ContainerRuntime>, PodmanRunti
     Some((Arc::new(rt.clone()), rt, fixture))
 }
 
-/// Loads [`SIGTERM_DEAF_IMAGE`] once: `sleep infinity` from this host's `/bin/sleep`. As PID 1
-/// without a SIGTERM handler it never reacts to SIGTERM, so only a kill removes it quickly.
+/// Loads [`SIGTERM_DEAF_IMAGE`] once (see
+/// `bottle_core::conformance::ensure_sigterm_deaf_image`): only a kill removes it quickly.
 pub async fn ensure_sigterm_deaf_image(rt: &PodmanRuntime) -> &'static str {
     static LOADED: OnceCell<()> = OnceCell::const_new();
     LOADED
         .get_or_init(|| async {
-            if rt
-                .image(SIGTERM_DEAF_IMAGE)
-                .await
-                .expect("image lookup")
-                .is_none()
-            {
-                let archive = sleep_archive();
-                let names = rt.load_image(&archive).await.expect("load the sleep image");
-                assert!(
-                    names.iter().any(|n| n == SIGTERM_DEAF_IMAGE),
-                    "loaded names {names:?} include {SIGTERM_DEAF_IMAGE}"
-                );
-            }
+            conformance::ensure_sigterm_deaf_image(
+                rt,
+                SIGTERM_DEAF_IMAGE,
+                Path::new(env!("CARGO_TARGET_TMPDIR")),
+            )
+            .await;
         })
         .await;
     SIGTERM_DEAF_IMAGE
-}
-
-/// Writes a `docker save`-format archive with one layer holding `/bin/sleep` and the shared
-/// objects it needs, and returns its path.
-fn sleep_archive() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bt-podman-sleep-image");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("archive directory");
-    let ldd = stdout(Command::new("ldd").arg("/bin/sleep"));
-    let mut paths = vec!["bin/sleep".to_string()];
-    for word in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
-        paths.push(word.trim_start_matches('/').to_string());
-    }
-    // `h` follows symlinks (the dynamic loader is one), so the layer holds real files.
-    stdout(
-        Command::new("tar")
-            .arg("chf")
-            .arg(dir.join("layer.tar"))
-            .arg("-C")
-            .arg("/")
-            .args(&paths),
-    );
-    let digest = stdout(Command::new("sha256sum").arg(dir.join("layer.tar")));
-    let digest = digest.split_whitespace().next().expect("a digest");
-    let config = serde_json::json!({
-        "architecture": if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" },
-        "os": "linux",
-        "config": {"User": "65534:65534", "Entrypoint": ["/bin/sleep"], "Cmd": ["infinity"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{digest}")]},
-    });
-    let manifest = serde_json::json!([
-        {"Config": "config.json", "RepoTags": [SIGTERM_DEAF_IMAGE], "Layers": ["layer.tar"]}
-    ]);
-    std::fs::write(dir.join("config.json"), config.to_string()).expect("config.json");
-    std::fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest.json");
-    let archive = dir.join("sleep.tar");
-    stdout(
-        Command::new("tar")
-            .arg("cf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&dir)
-            .args(["manifest.json", "config.json", "layer.tar"]),
-    );
-    archive
-}
-
-fn stdout(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
