@@ -2,8 +2,9 @@
 //! API floor and the tools people would use instead.
 //!
 //! Builds what the benchmark drives (the reference image archive as `cargo xtask image` does;
-//! the `bottle` binary and the `contenders` bench target of `bottle-bench` in release, in one
-//! cargo invocation), then runs the bench executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
+//! the `bottle` binary and the `contenders` bench target of `bottle-bench` with the `bench`
+//! profile, which is the release profile, in one cargo invocation), then runs the bench
+//! executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
 //! `target/bench/latest.md` and replaces the results section of `docs/BENCHMARKS.md` unless
 //! `--no-doc` is given. `cargo xtask bench --help` lists the options.
 
@@ -52,14 +53,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     sh(&mut bench)
 }
 
-/// Builds `bottle` and the `contenders` bench target in one invocation (the two final links
-/// run side by side) and returns the bench executable's path (cargo names it with a hash; its
-/// JSON messages say which).
+/// Builds `bottle` and the `contenders` bench target in one invocation and returns the bench
+/// executable's path (cargo names it with a hash; its JSON messages say which).
 fn build() -> Result<PathBuf, String> {
     let mut build = cargo();
+    // The `bench` profile for both: it is the release profile by another name, and a bench
+    // target's dependencies are always built with it, so building `bottle` with it too compiles
+    // every shared crate once instead of once per profile. Its output goes to `target/release`.
     build.args([
         "build",
-        "--release",
+        "--profile",
+        "bench",
         "-p",
         "bottle-cli",
         "-p",
