@@ -2,9 +2,9 @@
 //! API floor and the tools people would use instead.
 //!
 //! Builds what the benchmark drives (the reference image archive as `cargo xtask image` does;
-//! the `bottle` binary and the `contenders` bench target of `bottle-bench` with the `bench`
-//! profile, which is the release profile, in one cargo invocation), then runs the bench
-//! executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
+//! the `bottle` binary and the `contenders` bench target of `bottle-bench` with the
+//! `bench-run` profile, which is the release profile unwinding, in one cargo invocation), then
+//! runs the bench executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
 //! `target/bench/latest.md` and replaces the results section of `docs/BENCHMARKS.md` unless
 //! `--no-doc` is given. `cargo xtask bench --help` lists the options.
 
@@ -28,8 +28,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     } else {
         Some(crate::image::run(&[])?)
     };
-    let exe = build()?;
-    let mut bench = Command::new(&exe);
+    let built = build()?;
+    let mut bench = Command::new(&built.bench);
     if let Some(archive) = archive {
         let shown = std::iter::once("cargo xtask bench".to_string())
             .chain(args.iter().cloned())
@@ -37,7 +37,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .join(" ");
         bench
             .arg("--bottle-bin")
-            .arg(target_dir.join("release/bottle"))
+            .arg(&built.bottle)
             .arg("--archive")
             .arg(archive)
             .arg("--out")
@@ -53,17 +53,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     sh(&mut bench)
 }
 
-/// Builds `bottle` and the `contenders` bench target in one invocation and returns the bench
-/// executable's path (cargo names it with a hash; its JSON messages say which).
-fn build() -> Result<PathBuf, String> {
+/// Builds `bottle` and the `contenders` bench target in one invocation and returns their paths
+/// (cargo names the bench executable with a hash; its JSON messages say which).
+fn build() -> Result<Built, String> {
     let mut build = cargo();
-    // The `bench` profile for both: it is the release profile by another name, and a bench
-    // target's dependencies are always built with it, so building `bottle` with it too compiles
-    // every shared crate once instead of once per profile. Its output goes to `target/release`.
+    // `bench-run` (the release profile, unwinding) for both: bench targets and their
+    // dependencies always unwind, so building `bottle` the same way compiles every shared
+    // crate once.
     build.args([
         "build",
         "--profile",
-        "bench",
+        "bench-run",
         "-p",
         "bottle-cli",
         "-p",
@@ -83,16 +83,29 @@ fn build() -> Result<PathBuf, String> {
     if !out.status.success() {
         return Err(format!("{} failed ({})", show(&build), out.status));
     }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            l.contains(r#""reason":"compiler-artifact""#)
-                && l.contains(r#""kind":["bench"]"#)
-                && l.contains(r#""name":"contenders""#)
-        })
-        .find_map(|l| json_string(l, "executable"))
-        .map(PathBuf::from)
-        .ok_or_else(|| format!("{} did not report the bench executable", show(&build)))
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let executable = |kind: &str, name: &str| {
+        stdout
+            .lines()
+            .filter(|l| {
+                l.contains(r#""reason":"compiler-artifact""#)
+                    && l.contains(&format!(r#""kind":["{kind}"]"#))
+                    && l.contains(&format!(r#""name":"{name}""#))
+            })
+            .find_map(|l| json_string(l, "executable"))
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("{} did not report the {name} executable", show(&build)))
+    };
+    Ok(Built {
+        bench: executable("bench", "contenders")?,
+        bottle: executable("bin", "bottle")?,
+    })
+}
+
+/// The two executables the benchmark needs.
+struct Built {
+    bench: PathBuf,
+    bottle: PathBuf,
 }
 
 /// The string value of `"key":"..."` in one line of cargo's JSON (paths: no escapes but `\\`).
