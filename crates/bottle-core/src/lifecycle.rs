@@ -629,8 +629,9 @@ impl Lifecycle {
         let waits = facing.iter().map(|d| {
             let addr = SocketAddr::new(IpAddr::V4(plan.loopback), host_ports[&d.port]);
             async move {
-                let mut backoff = Backoff::new();
+                let mut backoff = Backoff::polling();
                 let mut attempts = 0u32;
+                let mut last_check = Instant::now();
                 loop {
                     if probe(addr, idle).await {
                         debug!(daemon = %d.name, %addr, attempts, "ready");
@@ -645,9 +646,10 @@ impl Lifecycle {
                             waited: timeouts.readiness,
                         });
                     }
-                    // Every few misses, check that the bundle is still running: a bundle that
-                    // exited will never become ready, so say so at once.
-                    if attempts.is_multiple_of(8) {
+                    // Every quarter second of misses, check that the bundle is still running: a
+                    // bundle that exited will never become ready, so say so at once.
+                    if last_check.elapsed() >= Duration::from_millis(250) {
+                        last_check = Instant::now();
                         let info = self.runtime.inspect_container(&plan.container_name).await?;
                         if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
                             return Err(Error::NotUsable {
@@ -1086,16 +1088,37 @@ pub async fn probe(addr: SocketAddr, idle: Duration) -> bool {
     }
 }
 
-/// Exponential backoff from 5 ms to 200 ms.
-struct Backoff(Duration);
+/// Waits of 5 ms, the first `steady` of them, then doubling up to 200 ms.
+struct Backoff {
+    next: Duration,
+    steady: u32,
+}
 
 impl Backoff {
+    /// Doubling from the first wait: for engine calls.
     fn new() -> Self {
-        Backoff(Duration::from_millis(5))
+        Backoff {
+            next: Duration::from_millis(5),
+            steady: 0,
+        }
+    }
+
+    /// Every 5 ms for the first 200 ms, then doubling: for readiness probes, which cost a
+    /// loopback connect each, where a daemon usually starts listening within a few dozen
+    /// milliseconds and a doubling wait would overshoot it by as much.
+    fn polling() -> Self {
+        Backoff {
+            next: Duration::from_millis(5),
+            steady: 40,
+        }
     }
 
     async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_millis(200));
+        tokio::time::sleep(self.next).await;
+        if self.steady > 0 {
+            self.steady -= 1;
+        } else {
+            self.next = (self.next * 2).min(Duration::from_millis(200));
+        }
     }
 }
