@@ -190,7 +190,10 @@ fn crash_at_every_step(engine: Engine) {
                 for needle in [
                     format!("bottle {slug} is already up"),
                     // Commands ready to paste: this run's engine and prefix.
-                    format!("`bottle --runtime {} --prefix {prefix} down {slug}`", engine.name),
+                    format!(
+                        "`bottle --runtime {} --prefix {prefix} down {slug}`",
+                        engine.name
+                    ),
                     format!("`bottle --runtime {} --prefix {prefix} gc`", engine.name),
                 ] {
                     assert!(
