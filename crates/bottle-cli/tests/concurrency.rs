@@ -82,6 +82,34 @@ fn colliding_slugs(subnets: &Ipv4Net, loopbacks: &Ipv4Net, groups: usize) -> Vec
     unreachable!("the loop returns")
 }
 
+/// `bottle up <slug>` with JSON output, from the given pools.
+fn up_args<'a>(slug: &'a str, subnet_pool: &'a str, loopback_pool: &'a str) -> Vec<&'a str> {
+    vec![
+        "--quiet",
+        "up",
+        slug,
+        "--output",
+        "json",
+        "--subnet-pool",
+        subnet_pool,
+        "--loopback-pool",
+        loopback_pool,
+    ]
+}
+
+/// The subnet and loopback address an `up` report says the bottle got.
+fn allocation(report: &Value) -> (Ipv4Net, std::net::Ipv4Addr) {
+    let field = |key: &str| {
+        report[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {report}"))
+    };
+    (
+        field("subnet").parse().expect("a subnet"),
+        field("loopback").parse().expect("an address"),
+    )
+}
+
 fn different_slugs_never_share_an_address(engine: Engine) {
     if !engine.ready() {
         return;
@@ -112,19 +140,7 @@ fn different_slugs_never_share_an_address(engine: Engine) {
         );
         let args: Vec<Vec<&str>> = slugs
             .iter()
-            .map(|slug| {
-                vec![
-                    "--quiet",
-                    "up",
-                    slug.as_str(),
-                    "--output",
-                    "json",
-                    "--subnet-pool",
-                    &subnet_flag,
-                    "--loopback-pool",
-                    &loopback_flag,
-                ]
-            })
+            .map(|slug| up_args(slug, &subnet_flag, &loopback_flag))
             .collect();
         // Spawned back to back, then waited for: they run at the same time.
         let children: Vec<_> = args
@@ -141,12 +157,7 @@ fn different_slugs_never_share_an_address(engine: Engine) {
         let mut loopbacks_seen = BTreeSet::new();
         for run in runs {
             let report = run.ok().json();
-            let subnet: Ipv4Net = report["subnet"].as_str().expect("subnet").parse().unwrap();
-            let loopback: std::net::Ipv4Addr = report["loopback"]
-                .as_str()
-                .expect("loopback")
-                .parse()
-                .unwrap();
+            let (subnet, loopback) = allocation(&report);
             assert!(subnets.contains(&subnet), "{subnet} is in {subnets}");
             assert!(
                 loopbacks.contains(&loopback),
@@ -214,20 +225,7 @@ fn docker_and_podman_launches_from_one_pool_never_share_an_address() {
     let launches: Vec<(Engine, Vec<&str>)> = slugs
         .iter()
         .enumerate()
-        .map(|(i, slug)| {
-            let args = vec![
-                "--quiet",
-                "up",
-                slug.as_str(),
-                "--output",
-                "json",
-                "--subnet-pool",
-                &subnet_flag,
-                "--loopback-pool",
-                &loopback_flag,
-            ];
-            (engines[i % 2], args)
-        })
+        .map(|(i, slug)| (engines[i % 2], up_args(slug, &subnet_flag, &loopback_flag)))
         .collect();
     // Docker's four at once, then Podman's four at once: Podman's launches see Docker's
     // bottles only on the host (their reservations are gone by then).
@@ -249,12 +247,7 @@ fn docker_and_podman_launches_from_one_pool_never_share_an_address() {
     let mut loopbacks_seen = BTreeMap::new();
     for (engine, report) in runs {
         let slug = report["slug"].as_str().expect("slug").to_string();
-        let subnet: Ipv4Net = report["subnet"].as_str().expect("subnet").parse().unwrap();
-        let loopback: std::net::Ipv4Addr = report["loopback"]
-            .as_str()
-            .expect("loopback")
-            .parse()
-            .unwrap();
+        let (subnet, loopback) = allocation(&report);
         let who = format!("{slug} on {engine}");
         if let Some(other) = subnets_seen.insert(subnet, who.clone()) {
             panic!("{who} and {other} both got subnet {subnet}");
