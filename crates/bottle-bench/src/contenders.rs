@@ -89,6 +89,18 @@ pub struct Up {
     pub network: String,
 }
 
+impl Up {
+    /// The bottle of `job`, whose ports got these host ports.
+    pub fn of(job: &Job, ports: BTreeMap<u16, u16>) -> Up {
+        Up {
+            loopback: job.loopback,
+            ports,
+            container: job.container.clone(),
+            network: job.network.clone(),
+        }
+    }
+}
+
 /// One contender, prepared (connected) and ready to be timed.
 #[async_trait(?Send)]
 pub trait Contend {
@@ -219,12 +231,7 @@ impl Contend for Floor {
         } else {
             wait_ports(job.loopback, &ports, connect_once).await?;
         }
-        Ok(Up {
-            loopback: job.loopback,
-            ports,
-            container: job.container.clone(),
-            network: job.network.clone(),
-        })
+        Ok(Up::of(job, ports))
     }
 
     async fn down(&mut self) -> Result<(), String> {
@@ -481,12 +488,7 @@ impl Contend for EngineCli {
             ports.insert(*p, host);
         }
         wait_ports(job.loopback, &ports, connect_once).await?;
-        Ok(Up {
-            loopback: job.loopback,
-            ports,
-            container: job.container.clone(),
-            network: job.network.clone(),
-        })
+        Ok(Up::of(job, ports))
     }
 
     async fn down(&mut self) -> Result<(), String> {

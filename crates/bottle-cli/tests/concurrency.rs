@@ -292,17 +292,7 @@ fn same_slug_exactly_one_wins(engine: Engine) {
     let subnets = format!("10.{second}.16.0/20");
     let loopbacks = format!("127.{}.1.0/24", second - 140);
     let slug = "twin";
-    let args = [
-        "--quiet",
-        "up",
-        slug,
-        "--output",
-        "json",
-        "--subnet-pool",
-        &subnets,
-        "--loopback-pool",
-        &loopbacks,
-    ];
+    let args = up_args(slug, &subnets, &loopbacks);
     for round in 0..3 {
         let a = spawn_bottle(engine.name, prefix, &args, &[]);
         let b = spawn_bottle(engine.name, prefix, &args, &[]);
