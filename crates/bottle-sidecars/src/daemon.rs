@@ -1,7 +1,7 @@
 //! `bottle-sidecars daemon <name>`: one daemon in its own process, as the init starts it.
 //!
-//! Each daemon runs on a single-threaded Tokio runtime: the bundle's traffic is one agent's, and
-//! one thread keeps the bundle's memory small.
+//! The egress proxy runs on a multi-threaded Tokio runtime (it carries all of the agent's
+//! traffic); the other daemons on a single thread, which keeps the bundle's memory small.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -37,16 +37,30 @@ pub fn run(name: &str) -> Result<(), String> {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
 
     let port = port_of(def)?;
-    // Allowlist errors are found before binding, so a bad list never looks healthy.
-    let allow = if name == EGRESS {
-        Some(egress::allowlist_from_env()?)
+    // Configuration errors are found before binding, so a bad list never looks healthy.
+    let egress = if name == EGRESS {
+        let mut limits = egress::Limits::from_env()?;
+        limits.fit_open_files();
+        let mut config = egress::Config::new(egress::allowlist_from_env()?);
+        config.limits = limits;
+        Some(config)
     } else {
         None
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime of daemon {name}: {e}"))?;
+    // The proxy carries all of the agent's traffic: it gets every core (at most four). The
+    // other daemons serve one agent's occasional requests on one thread.
+    let runtime = if egress.is_some() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("cannot start the runtime of daemon {name}: {e}"))?;
     runtime.block_on(async {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -55,18 +69,21 @@ pub fn run(name: &str) -> Result<(), String> {
                 crate::catalog::port_env(name)
             )
         })?;
-        match (name, allow) {
-            (EGRESS, Some(allow)) => {
+        match (name, egress) {
+            (EGRESS, Some(config)) => {
                 note(&format!(
-                    "listening on {addr} with {} allowlist rule(s){}",
-                    allow.rules.len(),
-                    if allow.rules.is_empty() {
+                    "listening on {addr} with {} allowlist rule(s){}; at most {} connections, \
+                     idle timeout {} s",
+                    config.allow.rules.len(),
+                    if config.allow.rules.is_empty() {
                         ": every request will be denied"
                     } else {
                         ""
-                    }
+                    },
+                    config.limits.max_connections,
+                    config.limits.idle_timeout.as_secs(),
                 ));
-                egress::serve(listener, allow).await;
+                egress::serve(listener, config).await;
             }
             (SUPERVISE, _) => {
                 note(&format!("listening on {addr}"));

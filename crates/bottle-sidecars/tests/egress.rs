@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bottle_core::allowlist::Allowlist;
-use bottle_sidecars::egress::{self, Decision, Verdict};
+use bottle_sidecars::egress::{self, Config, Event, EventKind, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -54,7 +54,7 @@ impl Upstream {
     }
 }
 
-type Log = Arc<Mutex<Vec<Decision>>>;
+type Log = Arc<Mutex<Vec<Event>>>;
 
 /// Starts a proxy on 127.0.0.1 with `allow`, collecting its decisions.
 async fn proxy(allow: &str) -> (SocketAddr, Log) {
@@ -65,8 +65,8 @@ async fn proxy(allow: &str) -> (SocketAddr, Log) {
     let sink = log.clone();
     tokio::spawn(egress::serve_with_log(
         listener,
-        allow,
-        Arc::new(move |d| sink.lock().unwrap().push(d)),
+        Config::new(allow),
+        Arc::new(move |e| sink.lock().unwrap().push(e)),
     ));
     (addr, log)
 }
@@ -120,7 +120,7 @@ async fn send(proxy: SocketAddr, request: &[u8], up: u16) -> (u16, String) {
     if !request.starts_with(b"CONNECT") || status != 200 {
         return (status, body);
     }
-    let get = format!("GET /tunnelled HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+    let get = format!("GET /tunnelled HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n");
     s.write_all(get.as_bytes()).await.unwrap();
     read_response(&mut s).await
 }
@@ -139,7 +139,7 @@ fn check(allow: &str, request: &str, status: u16, hits: usize) {
         let up = upstream.port;
         let allow = allow.replace("{up}", &up.to_string());
         let request = request.replace("{up}", &up.to_string());
-        let (addr, log) = proxy(&format!("{allow},localhost:{up}")).await;
+        let (addr, log) = proxy(&format!("{allow},127.0.0.1:{up}")).await;
 
         let shown: String = request.chars().take(160).collect();
         let (got, body) = send(addr, request.as_bytes(), up).await;
@@ -155,7 +155,7 @@ fn check(allow: &str, request: &str, status: u16, hits: usize) {
         }
         assert_eq!(upstream.hits(), hits, "{caller}: upstream connections");
 
-        let good = format!("GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+        let good = format!("GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n");
         let (after, _) = send(addr, good.as_bytes(), up).await;
         assert_eq!(
             after, 200,
@@ -167,9 +167,9 @@ fn check(allow: &str, request: &str, status: u16, hits: usize) {
 
 #[test]
 fn allowed_requests_reach_the_upstream() {
-    let get = "GET http://localhost:{up}/a HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n";
+    let get = "GET http://127.0.0.1:{up}/a HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n";
     check("", get, 200, 1);
-    let connect = "CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n";
+    let connect = "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n";
     check("", connect, 200, 1);
     // An IP literal is allowed only when listed exactly.
     let ip = "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n";
@@ -180,35 +180,41 @@ fn allowed_requests_reach_the_upstream() {
         200,
         1,
     );
-    // Trailing dots and case do not matter.
+    // Any spelling of the address is the address: trailing dot, hex, one number.
     check(
         "",
-        "GET http://LocalHost.:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n",
+        "GET http://127.0.0.1.:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        200,
+        1,
+    );
+    check(
+        "",
+        "GET http://0x7f000001:{up}/ HTTP/1.1\r\nHost: 2130706433:{up}\r\n\r\n",
         200,
         1,
     );
     // HTTP/1.0 may omit Host; the target then speaks for itself.
-    check("", "GET http://localhost:{up}/ HTTP/1.0\r\n\r\n", 200, 1);
+    check("", "GET http://127.0.0.1:{up}/ HTTP/1.0\r\n\r\n", 200, 1);
 }
 
 #[test]
 fn denied_requests_never_reach_the_upstream() {
-    // An unlisted IP literal of a live upstream, by plain HTTP and by CONNECT.
+    // An unlisted address, by plain HTTP and by CONNECT, and a listed one on another port.
     check(
         "",
-        "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        "GET http://127.0.0.2:{up}/ HTTP/1.1\r\nHost: 127.0.0.2:{up}\r\n\r\n",
         403,
         0,
     );
     check(
         "",
-        "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        "CONNECT 127.0.0.2:{up} HTTP/1.1\r\nHost: 127.0.0.2:{up}\r\n\r\n",
         403,
         0,
     );
     check(
-        "127.0.0.1:1",
-        "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        "127.0.0.2:1",
+        "CONNECT 127.0.0.2:{up} HTTP/1.1\r\nHost: 127.0.0.2:{up}\r\n\r\n",
         403,
         0,
     );
@@ -243,31 +249,31 @@ fn denied_requests_never_reach_the_upstream() {
 fn a_host_header_that_differs_from_the_target_is_denied() {
     check(
         "",
-        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+        "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
         403,
         0,
     );
     check(
         "",
-        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:1\r\n\r\n",
+        "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n",
         403,
         0,
     );
     check(
         "",
-        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         403,
         0,
     );
     check(
         "",
-        "CONNECT localhost:{up} HTTP/1.1\r\nHost: evil.test:443\r\n\r\n",
+        "CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: evil.test:443\r\n\r\n",
         403,
         0,
     );
     check(
-        "127.0.0.1:{up}",
-        "GET http://localhost:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
+        "127.0.0.2:{up}",
+        "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.2:{up}\r\n\r\n",
         403,
         0,
     );
@@ -276,31 +282,31 @@ fn a_host_header_that_differs_from_the_target_is_denied() {
 #[test]
 fn malformed_requests_get_a_4xx_and_the_proxy_keeps_serving() {
     check("", "\x00\x01\x02 garbage\r\n\r\n", 400, 0);
-    check("", "GET http://localhost:{up}/ HTTP/1.1\r\n\r\n", 400, 0);
-    check("", "CONNECT localhost:{up} HTTP/1.1\r\n\r\n", 400, 0);
-    check("", "GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\nHost: localhost:{up}\r\n\r\n", 400, 0);
+    check("", "GET http://127.0.0.1:{up}/ HTTP/1.1\r\n\r\n", 400, 0);
+    check("", "CONNECT 127.0.0.1:{up} HTTP/1.1\r\n\r\n", 400, 0);
+    check("", "GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\nHost: 127.0.0.1:{up}\r\n\r\n", 400, 0);
     check(
         "",
-        "CONNECT localhost HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "CONNECT 127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         400,
         0,
     );
-    check("", "GET / HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n", 400, 0);
+    check("", "GET / HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n", 400, 0);
     check(
         "",
-        "GET https://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n",
+        "GET https://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
         400,
         0,
     );
     check(
         "",
-        "GET http://user@localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n",
+        "GET http://user@127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n",
         400,
         0,
     );
     // Oversized headers are refused with 431 (Request Header Fields Too Large), hyper's answer.
     let big = format!(
-        "GET http://localhost:{{up}}/ HTTP/1.1\r\nHost: localhost:{{up}}\r\nX-Big: {}\r\n\r\n",
+        "GET http://127.0.0.1:{{up}}/ HTTP/1.1\r\nHost: 127.0.0.1:{{up}}\r\nX-Big: {}\r\n\r\n",
         "a".repeat(egress::MAX_HEAD_BYTES + 1024)
     );
     check("", &big, 431, 0);
@@ -310,9 +316,9 @@ fn malformed_requests_get_a_4xx_and_the_proxy_keeps_serving() {
 async fn plain_http_is_sent_in_origin_form_without_hop_by_hop_headers() {
     let upstream = Upstream::start().await;
     let up = upstream.port;
-    let (addr, _) = proxy(&format!("localhost:{up}")).await;
+    let (addr, _) = proxy(&format!("127.0.0.1:{up}")).await;
     let req = format!(
-        "GET http://localhost:{up}/p?q=1 HTTP/1.1\r\nHost: localhost:{up}\r\n\
+        "GET http://127.0.0.1:{up}/p?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\
          Proxy-Authorization: Basic c2VjcmV0\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
          X-Kept: 2\r\n\r\n"
     );
@@ -321,7 +327,7 @@ async fn plain_http_is_sent_in_origin_form_without_hop_by_hop_headers() {
     let head = upstream.heads.lock().unwrap()[0].to_ascii_lowercase();
     assert!(head.starts_with("get /p?q=1 http/1.1\r\n"), "{head}");
     assert!(
-        head.contains(&format!("host: localhost:{up}\r\n")),
+        head.contains(&format!("host: 127.0.0.1:{up}\r\n")),
         "{head}"
     );
     assert!(head.contains("x-kept: 2\r\n"), "{head}");
@@ -330,25 +336,29 @@ async fn plain_http_is_sent_in_origin_form_without_hop_by_hop_headers() {
     }
 }
 
-/// Waits until the log holds `n` decisions (an allowed exchange is logged when it ends).
-async fn decisions(log: &Log, n: usize) -> Vec<Decision> {
+/// Waits until the log holds `n` lines of `kind` (an exchange's close line comes when it ends).
+async fn lines(log: &Log, kind: EventKind, n: usize) -> Vec<Event> {
+    let of_kind = || -> Vec<Event> {
+        let all = log.lock().unwrap();
+        all.iter().filter(|e| e.kind == kind).cloned().collect()
+    };
     for _ in 0..200 {
-        if log.lock().unwrap().len() >= n {
+        if of_kind().len() >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    log.lock().unwrap().clone()
+    of_kind()
 }
 
 #[tokio::test]
-async fn every_decision_is_logged_with_its_byte_counts() {
+async fn every_decision_and_every_end_is_logged() {
     let upstream = Upstream::start().await;
     let up = upstream.port;
-    let (addr, log) = proxy(&format!("localhost:{up}")).await;
-    let connect = format!("CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+    let (addr, log) = proxy(&format!("127.0.0.1:{up}")).await;
+    let connect = format!("CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n");
     assert_eq!(send(addr, connect.as_bytes(), up).await.0, 200);
-    let get = format!("GET http://localhost:{up}/ HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n");
+    let get = format!("GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n");
     assert_eq!(send(addr, get.as_bytes(), up).await.0, 200);
     let denied = "CONNECT denied.test:443 HTTP/1.1\r\nHost: denied.test:443\r\n\r\n";
     let (status, body) = send(addr, denied.as_bytes(), up).await;
@@ -356,9 +366,9 @@ async fn every_decision_is_logged_with_its_byte_counts() {
     assert!(body.contains("denied.test:443"), "{body}");
     assert!(body.contains("egress_allow"), "{body}");
 
-    let mut got = decisions(&log, 3).await;
-    got.sort_by_key(|d| (d.method.clone(), d.host.clone()));
-    let summary: Vec<_> = got
+    let mut decided = lines(&log, EventKind::Decision, 3).await;
+    decided.sort_by_key(|d| (d.method.clone(), d.host.clone()));
+    let summary: Vec<_> = decided
         .iter()
         .map(|d| {
             (
@@ -373,20 +383,46 @@ async fn every_decision_is_logged_with_its_byte_counts() {
     assert_eq!(
         summary,
         [
-            ("CONNECT", "denied.test", 443, Verdict::Denied, 403),
-            ("CONNECT", "localhost", up, Verdict::Allowed, 200),
-            ("GET", "localhost", up, Verdict::Allowed, 200),
+            (
+                "CONNECT",
+                "127.0.0.1",
+                up,
+                Some(Verdict::Allowed),
+                Some(200)
+            ),
+            (
+                "CONNECT",
+                "denied.test",
+                443,
+                Some(Verdict::Denied),
+                Some(403)
+            ),
+            ("GET", "127.0.0.1", up, Some(Verdict::Allowed), None),
         ]
     );
-    for d in &got[1..] {
-        assert!(
-            d.bytes_up.unwrap() > 0 && d.bytes_down.unwrap() > 0,
+    assert_eq!(decided[1].reason.as_deref(), Some("not in allowlist"));
+    for d in [&decided[0], &decided[2]] {
+        assert_eq!(
+            d.addr,
+            Some(format!("127.0.0.1:{up}").parse().unwrap()),
             "{d:?}"
         );
     }
-    assert_eq!(got[0].bytes_up, None);
-    let line: serde_json::Value = serde_json::from_str(&got[0].to_json()).unwrap();
+    // The allowed two end, each with one close line carrying what moved.
+    let closed = lines(&log, EventKind::Close, 2).await;
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    for c in &closed {
+        assert!(
+            c.bytes_down.unwrap() > 0 && c.duration_ms.is_some(),
+            "{c:?}"
+        );
+        assert_eq!(c.status, Some(200), "{c:?}");
+    }
+    let tunnel = closed.iter().find(|c| c.method == "CONNECT").unwrap();
+    assert!(tunnel.bytes_up.unwrap() > 0, "{tunnel:?}");
+    let line: serde_json::Value = serde_json::from_str(&decided[1].to_json(0)).unwrap();
     assert_eq!(line["decision"], "denied");
+    assert_eq!(line["event"], "decision");
     assert_eq!(line["host"], "denied.test");
 }
 
@@ -399,12 +435,15 @@ async fn an_allowed_but_unreachable_upstream_is_a_502() {
         .local_addr()
         .unwrap()
         .port();
-    let (addr, log) = proxy(&format!("localhost:{port}")).await;
-    let get = format!("GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+    let (addr, log) = proxy(&format!("127.0.0.1:{port}")).await;
+    let get = format!("GET http://127.0.0.1:{port}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
     let (status, body) = send(addr, get.as_bytes(), port).await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("is allowed but"), "{body}");
-    let got = decisions(&log, 1).await;
+    let got = lines(&log, EventKind::Decision, 1).await;
     assert_eq!(got.len(), 1, "one line per decision: {got:?}");
-    assert_eq!((got[0].verdict, got[0].status), (Verdict::Allowed, 502));
+    assert_eq!(
+        (got[0].verdict, got[0].status),
+        (Some(Verdict::Allowed), Some(502))
+    );
 }

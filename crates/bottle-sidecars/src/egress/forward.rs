@@ -1,0 +1,321 @@
+//! Absolute-form plain HTTP: decided, then sent to the upstream in origin form with the `Host`
+//! it was decided on, the response streamed back, and one close line when the exchange ends.
+//!
+//! A client connection keeps its last upstream connection and reuses it for the next request
+//! to the same target when that request's checked addresses include the one it is connected
+//! to: keep-alive through the proxy costs one upstream connection, not one per request.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use hyper::{Request, Response, Uri, Version};
+use hyper_util::rt::TokioIo;
+
+use super::target::{parse_authority, Target};
+use super::{Body, Conn, EventKind, EventLog, Proxy, Record, Refusal, Verdict};
+
+/// An upstream connection kept for the next request of the same client connection.
+pub(super) struct Pooled {
+    target: Target,
+    addr: SocketAddr,
+    sender: SendRequest<Body>,
+}
+
+impl Proxy {
+    pub(super) async fn forward(
+        &self,
+        conn: &Conn,
+        record: &mut Record,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Refusal> {
+        let uri = req.uri().clone();
+        let Some(authority) = uri.authority() else {
+            return Err(Refusal::bad_request(
+                "this is a forward proxy: send absolute-form requests (GET http://host/path) \
+                 or CONNECT host:port"
+                    .into(),
+            ));
+        };
+        if uri.scheme_str() != Some("http") {
+            return Err(Refusal::bad_request(format!(
+                "only http:// URLs are forwarded in plain; got {uri}; use CONNECT for https"
+            )));
+        }
+        let target = parse_authority(authority.as_str(), Some(80)).map_err(Refusal::bad_request)?;
+        record.set_target(&target);
+        let headers = req.headers();
+        if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+            // Request smuggling: two framings, and the upstream may believe the other one.
+            return Err(Refusal::bad_request(
+                "both Content-Length and Transfer-Encoding: send one".into(),
+            ));
+        }
+        Self::check_host_header(&req, &target, Some(80))?;
+        let addrs = self.decide(&record.method, &target).await?;
+
+        let (mut sender, addr) = self.upstream_for(conn, &target, &addrs).await?;
+        let mut decided = record.decision(Verdict::Allowed, None, None);
+        decided.addr = Some(addr);
+        (self.log)(decided);
+
+        let started = Instant::now();
+        let up = Arc::new(AtomicU64::new(0));
+        let (mut parts, body) = req.into_parts();
+        parts.uri = origin_form(&uri);
+        parts.version = Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        // Always the Host the decision was made on, whatever the client sent or stripped.
+        if let Ok(host) = HeaderValue::from_str(&target.host_header(80)) {
+            parts.headers.insert(HOST, host);
+        }
+        let body = Counting {
+            inner: body,
+            count: up.clone(),
+        }
+        .boxed();
+        let mut close = record.event(EventKind::Close);
+        close.addr = Some(addr);
+        match sender.send_request(Request::from_parts(parts, body)).await {
+            Ok(resp) => {
+                close.status = Some(resp.status().as_u16());
+                *conn.upstream.lock().await = Some(Pooled {
+                    target,
+                    addr,
+                    sender,
+                });
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let body = Logged {
+                    inner: body,
+                    down: 0,
+                    up,
+                    started,
+                    close: Some(close),
+                    log: self.log.clone(),
+                };
+                Ok(Response::from_parts(parts, body.boxed()))
+            }
+            Err(e) => {
+                let why = format!("upstream {} failed: {e}", target.host_port());
+                close.status = Some(502);
+                close.reason = Some(why.clone());
+                close.bytes_up = Some(up.load(Ordering::Relaxed));
+                close.bytes_down = Some(0);
+                close.duration_ms = Some(started.elapsed().as_millis() as u64);
+                (self.log)(close);
+                Ok(super::text(
+                    hyper::StatusCode::BAD_GATEWAY,
+                    format!("bottle egress: {why}\n"),
+                ))
+            }
+        }
+    }
+
+    /// The connection's kept upstream connection when it goes to this target at a checked
+    /// address and is still usable, else a new one.
+    async fn upstream_for(
+        &self,
+        conn: &Conn,
+        target: &Target,
+        addrs: &[SocketAddr],
+    ) -> Result<(SendRequest<Body>, SocketAddr), Refusal> {
+        let kept = conn.upstream.lock().await.take();
+        if let Some(mut p) = kept {
+            if p.target == *target && addrs.contains(&p.addr) && p.sender.ready().await.is_ok() {
+                return Ok((p.sender, p.addr));
+            }
+        }
+        let (stream, addr) = self.dial(target, addrs).await?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Refusal::bad_gateway(target, format!("HTTP handshake failed: {e}")))?;
+        tokio::spawn(async move {
+            // Its errors reach the request that was in flight; nothing more to say here.
+            let _ = connection.await;
+        });
+        Ok((sender, addr))
+    }
+}
+
+/// The path and query of an absolute-form URI, which is what an origin server expects.
+fn origin_form(uri: &Uri) -> Uri {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = if pq.is_empty() { "/" } else { pq };
+    Uri::from_str(pq).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+/// Removes the headers that describe one hop (RFC 9110 §7.6.1), including any that `Connection`
+/// names, so the client's proxy credentials or upgrade wishes never reach the upstream.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for name in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// A request body that counts its bytes.
+struct Counting {
+    inner: Incoming,
+    count: Arc<AtomicU64>,
+}
+
+impl HttpBody for Counting {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that writes the exchange's close line when it is done with (ended, failed,
+/// or dropped because the client went away).
+struct Logged {
+    inner: Incoming,
+    down: u64,
+    up: Arc<AtomicU64>,
+    started: Instant,
+    close: Option<super::Event>,
+    log: EventLog,
+}
+
+impl Logged {
+    fn finish(&mut self, reason: Option<String>) {
+        if let Some(mut close) = self.close.take() {
+            close.reason = reason;
+            close.bytes_up = Some(self.up.load(Ordering::Relaxed));
+            close.bytes_down = Some(self.down);
+            close.duration_ms = Some(self.started.elapsed().as_millis() as u64);
+            (self.log)(close);
+        }
+    }
+}
+
+impl HttpBody for Logged {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.down += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let why = format!("upstream response broke off: {e}");
+                self.finish(Some(why));
+            }
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.finish(None);
+        } else {
+            self.finish(Some(
+                "the client left before the end of the response".into(),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_strip(headers: &[(&str, &str)], kept: &[&str]) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                hyper::header::HeaderName::from_str(k).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        strip_hop_by_hop(&mut map);
+        let mut got: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        got.sort_unstable();
+        assert_eq!(got, kept);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_on_their_hop() {
+        check_strip(
+            &[
+                ("host", "a"),
+                ("connection", "close, x-secret"),
+                ("x-secret", "1"),
+                ("proxy-authorization", "Basic x"),
+                ("accept", "*/*"),
+            ],
+            &["accept", "host"],
+        );
+    }
+}

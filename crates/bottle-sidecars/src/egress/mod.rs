@@ -1,0 +1,554 @@
+//! The egress daemon: an HTTP/1.1 forward proxy that lets the agent reach exactly the hosts in
+//! its bottle's allowlist, by CONNECT tunnel or absolute-form plain HTTP, and logs every decision.
+//!
+//! The agent is assumed hostile, and so is the DNS of every name it may reach. A request goes
+//! through, in order: the HTTP parser ([`hyper`]; what it rejects is logged too), the target
+//! ([`target`]: strict ports, every numeric spelling of an address read as that address), the
+//! `Host` header (it must name the target), the allowlist ([`bottle_core::allowlist`], the same
+//! code the planner validates with), one resolution as an absolute name and a check of every
+//! address it gave ([`policy`]: no loopback, private, link-local, ... unless a rule names the
+//! address), and a connection to a checked address only. A tunnel to port 443 must then start
+//! with a TLS ClientHello whose server name is the tunnel's host ([`tls`]). Plain HTTP is
+//! forwarded with the `Host` it was decided on.
+//!
+//! What it records ([`log`]): one line per decision, one per end of an allowed exchange, never
+//! blocking traffic. Under load: a cap on connections with a fast 503 beyond it, idle timeouts
+//! on keep-alive connections and tunnels, a short header timeout ([`Limits`]).
+
+mod forward;
+pub mod io;
+pub mod log;
+pub mod policy;
+pub mod target;
+pub mod tls;
+mod tunnel;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bottle_core::allowlist::Allowlist;
+use bottle_core::catalog::EGRESS_ALLOW_ENV;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use self::io::{Activity, Tracked};
+pub use self::log::{stdout_log, Event, EventKind, EventLog, Verdict};
+use self::policy::{Denial, LocalNets, Policy};
+use self::target::Target;
+
+/// The environment variable naming an allowlist file (one or more patterns a line, `#` comments).
+pub const ALLOW_FILE_ENV: &str = "BOTTLE_EGRESS_ALLOW_FILE";
+/// The allowlist file read when [`ALLOW_FILE_ENV`] is unset and this path exists.
+pub const DEFAULT_ALLOW_FILE: &str = "/etc/bottle/egress-allow";
+/// Concurrent client connections (see [`Limits::max_connections`]).
+pub const MAX_CONNECTIONS_ENV: &str = "BOTTLE_EGRESS_MAX_CONNECTIONS";
+/// Seconds a connection or tunnel may carry nothing before it is closed.
+pub const IDLE_TIMEOUT_ENV: &str = "BOTTLE_EGRESS_IDLE_TIMEOUT_SECS";
+/// Seconds a client may take to send a request head.
+pub const HEADER_TIMEOUT_ENV: &str = "BOTTLE_EGRESS_HEADER_TIMEOUT_SECS";
+
+/// The largest request head (request line plus headers) the proxy reads; larger is refused
+/// (431) rather than buffered, so a client cannot make the proxy hold arbitrary memory.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How long connecting to an allowed upstream may take before the client gets a 502.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// File descriptors kept free beyond the connections' own, so accepting (and refusing) new
+/// connections, resolving and logging keep working when the connection cap is reached.
+const FD_RESERVE: u64 = 64;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The proxy's resource bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent client connections (a tunnel counts as its client connection); beyond it a
+    /// new connection gets a 503 at once and idle keep-alive connections are asked to close.
+    pub max_connections: usize,
+    /// A keep-alive connection or tunnel that carries nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// The time a client has to send a whole request head (and a TLS tunnel's ClientHello).
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, overridden by [`MAX_CONNECTIONS_ENV`], [`IDLE_TIMEOUT_ENV`] and
+    /// [`HEADER_TIMEOUT_ENV`].
+    pub fn from_env() -> Result<Limits, String> {
+        let mut limits = Limits::default();
+        if let Some(n) = env_number(MAX_CONNECTIONS_ENV)? {
+            limits.max_connections = n as usize;
+        }
+        if let Some(n) = env_number(IDLE_TIMEOUT_ENV)? {
+            limits.idle_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = env_number(HEADER_TIMEOUT_ENV)? {
+            limits.header_timeout = Duration::from_secs(n);
+        }
+        Ok(limits)
+    }
+
+    /// Lowers the connection cap to what the open-files limit can hold (two descriptors a
+    /// connection, client and upstream, plus a reserve), after raising the soft limit to the
+    /// hard one. Returns the cap in force.
+    pub fn fit_open_files(&mut self) -> usize {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let soft = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            };
+            let fit = (soft.saturating_sub(FD_RESERVE) / 2).max(1);
+            self.max_connections = self.max_connections.min(fit as usize);
+        }
+        self.max_connections
+    }
+}
+
+fn env_number(var: &str) -> Result<Option<u64>, String> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("{var}={v:?} is not a positive whole number")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Reads the allowlist from [`EGRESS_ALLOW_ENV`] and the allowlist file, merged.
+///
+/// The file is [`ALLOW_FILE_ENV`] when set (it must then exist: a missing file the operator named
+/// is a mistake, not an empty list), else [`DEFAULT_ALLOW_FILE`] if it exists.
+pub fn allowlist_from_env() -> Result<Allowlist, String> {
+    let mut allow = match std::env::var(EGRESS_ALLOW_ENV) {
+        Ok(csv) => Allowlist::parse(&csv).map_err(|e| {
+            format!("cannot use {EGRESS_ALLOW_ENV}: {e}; fix the bottle's egress_allow")
+        })?,
+        Err(_) => Allowlist::default(),
+    };
+    let (path, required) = match std::env::var(ALLOW_FILE_ENV) {
+        Ok(p) => (p, true),
+        Err(_) => (DEFAULT_ALLOW_FILE.to_string(), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let file = Allowlist::parse(&text)
+                .map_err(|e| format!("cannot use allowlist file {path}: {e}; fix that line"))?;
+            allow.rules.extend(file.rules);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot read allowlist file {path} (named by {ALLOW_FILE_ENV}): {e}; \
+                 mount it or unset {ALLOW_FILE_ENV}"
+            ))
+        }
+    }
+    Ok(allow)
+}
+
+/// Everything the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub allow: Allowlist,
+    pub limits: Limits,
+    /// The proxy's own interfaces, refused as destinations.
+    pub local: LocalNets,
+}
+
+impl Config {
+    /// `allow` with the default limits and this namespace's interfaces.
+    pub fn new(allow: Allowlist) -> Config {
+        Config {
+            allow,
+            limits: Limits::default(),
+            local: LocalNets::read(),
+        }
+    }
+}
+
+/// Serves the proxy on `listener`, logging to stdout. Runs until dropped.
+pub async fn serve(listener: TcpListener, config: Config) {
+    serve_with_log(listener, config, stdout_log()).await
+}
+
+/// [`serve`] with the log lines sent to `log`.
+pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.limits.header_timeout)
+        .max_header_size(MAX_HEAD_BYTES);
+    let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+    let proxy = Arc::new(Proxy {
+        policy: Policy {
+            allow: config.allow,
+            local: config.local,
+        },
+        limits: config.limits,
+        log,
+        http,
+        shed: Notify::new(),
+        next_conn: AtomicU64::new(1),
+    });
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors despite the reserve (another process's doing): keep
+                // serving the connections we have and retry shortly instead of spinning.
+                eprintln_quiet(&format!("accepting a connection failed: {e}; retrying"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let id = proxy.next_conn.fetch_add(1, Ordering::Relaxed);
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(proxy.clone().connection(stream, client, id, permit));
+            }
+            Err(_) => proxy.refuse_busy(&stream, client, id),
+        }
+    }
+}
+
+/// Writes a diagnostic line to stderr, ignoring failures.
+fn eprintln_quiet(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{msg}");
+}
+
+struct Proxy {
+    policy: Policy,
+    limits: Limits,
+    log: EventLog,
+    http: hyper::server::conn::http1::Builder,
+    /// Tells keep-alive connections to close once idle, when the cap is reached.
+    shed: Notify,
+    next_conn: AtomicU64,
+}
+
+/// One client connection, as its requests see it.
+struct Conn {
+    id: u64,
+    client: SocketAddr,
+    /// The connection's slot under the cap, held as long as the connection (and its tunnel).
+    _slot: OwnedSemaphorePermit,
+    activity: Activity,
+    /// The upstream connection of the last plain-HTTP request, reused by the next one to the
+    /// same target and checked address.
+    upstream: tokio::sync::Mutex<Option<forward::Pooled>>,
+}
+
+/// What the log says about a request, filled in as it is read.
+#[derive(Debug, Clone)]
+struct Record {
+    conn: u64,
+    client: SocketAddr,
+    method: String,
+    host: String,
+    port: u16,
+}
+
+impl Record {
+    fn event(&self, kind: EventKind) -> Event {
+        let mut e = Event::new(kind, self.conn, self.client);
+        e.method = self.method.clone();
+        e.host = self.host.clone();
+        e.port = self.port;
+        e
+    }
+
+    fn set_target(&mut self, t: &Target) {
+        self.host = t.host.to_string();
+        self.port = t.port;
+    }
+
+    fn decision(&self, verdict: Verdict, status: Option<u16>, reason: Option<String>) -> Event {
+        let mut e = self.event(EventKind::Decision);
+        e.verdict = Some(verdict);
+        e.status = status;
+        e.reason = reason;
+        e
+    }
+}
+
+/// A request the proxy answers itself with an error status, logged as a decision.
+struct Refusal {
+    status: StatusCode,
+    verdict: Verdict,
+    reason: String,
+    /// The text the client sees.
+    body: String,
+}
+
+impl Refusal {
+    fn bad_request(why: String) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            verdict: Verdict::Denied,
+            body: format!("bottle egress: bad request: {why}\n"),
+            reason: why,
+        }
+    }
+
+    fn forbidden(reason: String, body: String) -> Refusal {
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            verdict: Verdict::Denied,
+            reason,
+            body,
+        }
+    }
+
+    /// An allowed request that could not be carried out (the policy said yes).
+    fn bad_gateway(target: &Target, why: String) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            verdict: Verdict::Allowed,
+            body: format!(
+                "bottle egress: {} is allowed but {why}\n",
+                target.host_port()
+            ),
+            reason: why,
+        }
+    }
+}
+
+impl Proxy {
+    /// Serves one client connection until it closes, idles out or is shed.
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        client: SocketAddr,
+        id: u64,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let conn = Arc::new(Conn {
+            id,
+            client,
+            _slot: slot,
+            activity: activity.clone(),
+            upstream: tokio::sync::Mutex::new(None),
+        });
+        let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+        let proxy = self.clone();
+        let service =
+            hyper::service::service_fn(move |req| proxy.clone().handle(conn.clone(), req));
+        let served = self.http.serve_connection(io, service).with_upgrades();
+        tokio::pin!(served);
+        let outcome = loop {
+            let shed = self.shed.notified();
+            tokio::select! {
+                r = served.as_mut() => break Some(r),
+                () = activity.idle(self.limits.idle_timeout) => break None,
+                () = shed => served.as_mut().graceful_shutdown(),
+            }
+        };
+        if let Some(Err(e)) = outcome {
+            self.log_rejected(id, client, &e);
+        }
+    }
+
+    /// A request hyper refused before it reached [`Proxy::handle`] (it has answered it
+    /// already, or closed the connection): logged as a denial with the client's address.
+    fn log_rejected(&self, conn: u64, client: SocketAddr, e: &hyper::Error) {
+        let status = if e.is_parse_too_large() {
+            Some(431)
+        } else if e.is_parse() {
+            Some(400)
+        } else if e.is_timeout() {
+            None
+        } else {
+            // The client went away, or the connection broke mid-exchange: not a refusal.
+            return;
+        };
+        let mut event = Event::new(EventKind::Decision, conn, client);
+        event.verdict = Some(Verdict::Denied);
+        event.status = status;
+        event.reason = Some(format!("refused by the HTTP parser: {e}"));
+        (self.log)(event);
+    }
+
+    /// Beyond the cap: a 503 written without waiting (a fresh socket's buffer takes it), the
+    /// connection closed, and idle keep-alive connections asked to make room.
+    fn refuse_busy(&self, stream: &TcpStream, client: SocketAddr, id: u64) {
+        const BODY: &str = "bottle egress: too many connections; retry shortly\n";
+        let busy = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        let _ = stream.try_write(busy.as_bytes());
+        self.shed.notify_waiters();
+        let mut event = Event::new(EventKind::Decision, id, client);
+        event.verdict = Some(Verdict::Denied);
+        event.status = Some(503);
+        event.reason = Some(format!(
+            "too many connections (the cap is {})",
+            self.limits.max_connections
+        ));
+        (self.log)(event);
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        conn: Arc<Conn>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
+        let mut record = Record {
+            conn: conn.id,
+            client: conn.client,
+            method: req.method().to_string(),
+            host: String::new(),
+            port: 0,
+        };
+        let result = if req.method() == Method::CONNECT {
+            self.tunnel(&conn, &mut record, req).await
+        } else {
+            self.forward(&conn, &mut record, req).await
+        };
+        Ok(result.unwrap_or_else(|refusal| self.refuse(&record, refusal)))
+    }
+
+    /// Logs a refusal and turns it into the response the client sees.
+    fn refuse(&self, record: &Record, r: Refusal) -> Response<Body> {
+        (self.log)(record.decision(r.verdict, Some(r.status.as_u16()), Some(r.reason)));
+        text(r.status, r.body)
+    }
+
+    /// The `Host` header must name the target (RFC 9112 §3.2 requires it in HTTP/1.1), or the
+    /// request is a spoofing attempt: an upstream virtual-hosting on the allowed name would
+    /// otherwise serve the agent a host the allowlist never named.
+    fn check_host_header(
+        req: &Request<Incoming>,
+        target: &Target,
+        default_port: Option<u16>,
+    ) -> Result<(), Refusal> {
+        let mut values = req.headers().get_all(HOST).iter();
+        let value = match (values.next(), values.next()) {
+            (None, _) if req.version() >= hyper::Version::HTTP_11 => {
+                return Err(Refusal::bad_request(
+                    "HTTP/1.1 requests need a Host header".into(),
+                ))
+            }
+            (None, _) => return Ok(()),
+            (Some(_), Some(_)) => {
+                return Err(Refusal::bad_request("more than one Host header".into()))
+            }
+            (Some(v), None) => v,
+        };
+        let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let text = value
+            .to_str()
+            .map_err(|_| Refusal::bad_request(format!("unreadable Host header {shown:?}")))?;
+        if target::host_matches(text, target, default_port).map_err(Refusal::bad_request)? {
+            return Ok(());
+        }
+        Err(Refusal::forbidden(
+            format!("Host header {shown:?} does not match the target"),
+            format!(
+                "bottle egress: denied: the Host header {shown:?} does not match the request \
+                 target {}; send the request to the host it names\n",
+                target.host_port()
+            ),
+        ))
+    }
+
+    /// The allowlist, then one resolution and a check of every address: the addresses a
+    /// connection may go to.
+    async fn decide(&self, method: &str, target: &Target) -> Result<Vec<SocketAddr>, Refusal> {
+        if !self.policy.allows(target) {
+            let hostport = target.host_port();
+            return Err(Refusal::forbidden(
+                Denial::NotAllowed.reason(),
+                format!(
+                    "bottle egress: {method} to {hostport} denied: it is not in this bottle's \
+                     egress allowlist.\nTo allow it, add \"{hostport}\" to egress_allow of the \
+                     bottle and restart it (a rule without a port allows 80 and 443 only).\n"
+                ),
+            ));
+        }
+        self.policy.resolve(target).await.map_err(|d| match d {
+            Denial::Unresolved(why) => Refusal::bad_gateway(target, why),
+            denial => {
+                let reason = denial.reason();
+                Refusal::forbidden(
+                    reason.clone(),
+                    format!(
+                        "bottle egress: {method} to {} denied: it {reason}, which a bottle may \
+                         reach only when an allowlist rule names that address or its network\n",
+                        target.host_port()
+                    ),
+                )
+            }
+        })
+    }
+
+    /// Connects to the first checked address that answers.
+    async fn dial(
+        &self,
+        target: &Target,
+        addrs: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), Refusal> {
+        let attempt = async {
+            let mut last = None;
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        return Ok((s, *addr));
+                    }
+                    Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
+                }
+            }
+            Err(last.unwrap_or_else(|| "no address to connect to".into()))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(why)) => Err(Refusal::bad_gateway(target, why)),
+            Err(_) => Err(Refusal::bad_gateway(
+                target,
+                format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            )),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn empty() -> Body {
+    Empty::<Bytes>::new().map_err(|n| match n {}).boxed()
+}
