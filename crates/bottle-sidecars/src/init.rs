@@ -4,13 +4,16 @@
 //!
 //! The design is the classic synchronous init: the signals it cares about are blocked and taken
 //! one at a time with `sigwait`, so there are no signal handlers and no races between a handler
-//! and the main loop. Output is copied by one small thread per daemon stream.
+//! and the main loop. Output is copied by one small thread per daemon stream, through bounded
+//! queues ([`crate::outq`]): a reader of our stdout that stops reading costs dropped (and
+//! counted) lines, never a stalled daemon.
 //!
 //! Why children rather than tasks: a daemon that panics or is killed (for example by the memory
 //! limit) takes only itself down; the agent keeps its other daemons.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{alarm, Pid};
 
 use crate::catalog::selected_from_env;
+use crate::outq::OutQueue;
 
 /// How long daemons get between SIGTERM and SIGKILL. Ours exit on SIGTERM at once; the original's
 /// 8 s grace made every teardown slow when a daemon ignored it.
@@ -264,6 +268,9 @@ impl Init {
             std::thread::sleep(Duration::from_millis(5));
         }
         say("stopped");
+        let out = outputs();
+        let _ = out.stderr.drain(Duration::from_millis(100));
+        let _ = out.stdout.drain(Duration::from_millis(100));
     }
 
     fn live(&self) -> Vec<Pid> {
@@ -271,25 +278,63 @@ impl Init {
     }
 }
 
+/// How many lines may wait for each of stdout and stderr before daemon output is dropped.
+const OUT_QUEUE: usize = 1024;
+
+/// The init's stdout and stderr: bounded queues to writer threads, so neither the init nor a
+/// daemon ever blocks on output nobody reads (a daemon whose pipe is full would stall).
+struct Outputs {
+    stdout: OutQueue<Vec<u8>>,
+    stderr: OutQueue<Vec<u8>>,
+}
+
+fn outputs() -> &'static Outputs {
+    static OUT: OnceLock<Outputs> = OnceLock::new();
+    OUT.get_or_init(|| {
+        // Lines dropped while the queue was full are announced before the next line written.
+        fn render(line: Vec<u8>, dropped: u64) -> Vec<u8> {
+            if dropped == 0 {
+                return line;
+            }
+            let mut out =
+                format!("[init] dropped {dropped} line(s) of output nobody read in time\n")
+                    .into_bytes();
+            out.extend_from_slice(&line);
+            out
+        }
+        let spawn = |name: &str, w: Box<dyn Write + Send>| {
+            OutQueue::spawn(name, w, OUT_QUEUE, render).expect("the init's output threads start")
+        };
+        Outputs {
+            stdout: spawn("init-stdout", Box::new(std::io::stdout())),
+            stderr: spawn("init-stderr", Box::new(std::io::stderr())),
+        }
+    })
+}
+
 /// An init message on stdout, prefixed `[init] ` like the daemons' lines are with their names.
 fn say(msg: &str) {
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(format!("[init] {msg}\n").as_bytes());
+    outputs()
+        .stdout
+        .push(format!("[init] {msg}\n").into_bytes());
 }
 
 /// Copies `src` line by line to our stdout (or stderr), each line prefixed `[name] `.
 fn pump(name: &str, src: impl Read + Send + 'static, to_stderr: bool) -> Option<JoinHandle<()>> {
     let prefix = format!("[{name}] ");
+    let out = if to_stderr {
+        outputs().stderr.clone()
+    } else {
+        outputs().stdout.clone()
+    };
     std::thread::Builder::new()
         .name(format!("{name}-out"))
         // Copying lines needs little stack; the default 2 MiB would be reserved per stream.
         .stack_size(64 * 1024)
         .spawn(move || {
             let mut reader = BufReader::with_capacity(8 * 1024, src);
-            let mut line = Vec::with_capacity(256);
             loop {
-                line.clear();
+                let mut line = Vec::with_capacity(256);
                 line.extend_from_slice(prefix.as_bytes());
                 match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
                     Ok(0) => break,
@@ -300,12 +345,8 @@ fn pump(name: &str, src: impl Read + Send + 'static, to_stderr: bool) -> Option<
                 if line.last() != Some(&b'\n') {
                     line.push(b'\n');
                 }
-                // One write per line, so lines of different daemons never interleave.
-                let _ = if to_stderr {
-                    std::io::stderr().lock().write_all(&line)
-                } else {
-                    std::io::stdout().lock().write_all(&line)
-                };
+                // One item per line, so lines of different daemons never interleave.
+                out.push(line);
             }
         })
         .ok()

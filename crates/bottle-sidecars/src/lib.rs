@@ -6,11 +6,13 @@
 //!   reaps, restarts, and stops them all quickly on SIGTERM;
 //! - [`egress`]: the allowlisting HTTP/1.1 forward proxy, callable in-process;
 //! - [`supervise`]: a minimal MCP endpoint;
-//! - [`health`]: the image's health check.
+//! - [`health`]: the image's health check;
+//! - [`outq`]: output through a bounded queue, for the init and the proxy's log.
 
 pub mod catalog;
 pub mod daemon;
 pub mod egress;
 pub mod health;
 pub mod init;
+pub mod outq;
 pub mod supervise;

@@ -268,3 +268,46 @@ fn the_catalog_subcommand_prints_what_the_label_parser_reads() {
     assert_eq!(catalog, bottle_sidecars::catalog::provided());
     assert_eq!(json.trim(), catalog.to_json());
 }
+
+/// A reader of the bundle's output that stops reading (a stuck log shipper, a paused
+/// `logs --follow`) must not stop traffic: the init's stdout pipe fills after a few hundred
+/// decision lines, and the proxy keeps answering well beyond that.
+#[test]
+fn a_stdout_nobody_reads_never_stops_the_proxy() {
+    let egress = free_port();
+    let mut child = Command::new(BIN)
+        .arg("init")
+        .env("BOTTLE_DAEMONS", "egress")
+        .env("BOTTLE_EGRESS_PORT", egress.to_string())
+        .env("BOTTLE_EGRESS_ALLOW", "allowed.test")
+        .env("BOTTLE_EGRESS_ALLOW_FILE", "/dev/null")
+        // Piped and never read: the pipe (64 KiB) fills with the first few hundred lines.
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || accepts(egress)),
+        "egress never listened"
+    );
+    // Each denied request is a ~300-byte decision line: 3000 of them are ~15 pipe-fulls.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answered = 0;
+    for i in 0..3000 {
+        assert!(
+            Instant::now() < deadline,
+            "only {answered} answers within 60 s"
+        );
+        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, egress)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req =
+            format!("CONNECT denied-{i}.test:443 HTTP/1.1\r\nHost: denied-{i}.test:443\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)
+            .unwrap_or_else(|e| panic!("request {i} got no answer ({e}): the proxy stalled"));
+        assert_eq!(&head, b"HTTP/1.1 403", "request {i}");
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
+}

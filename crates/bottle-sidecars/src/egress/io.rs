@@ -11,25 +11,50 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// When a connection last carried a byte, shared by everything that carries its bytes.
+/// When a connection last carried a byte, shared by everything that carries its bytes, and
+/// which way its last bytes went.
 #[derive(Debug, Clone)]
 pub struct Activity {
     start: Instant,
     /// Milliseconds since `start` of the last byte.
     last_ms: Arc<AtomicU64>,
+    /// Order of the last read and the last write: 0 for never, else a growing count.
+    seq: Arc<AtomicU64>,
+    last_read: Arc<AtomicU64>,
+    last_write: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
 }
 
 impl Activity {
     pub fn new() -> Activity {
         Activity {
             start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
+            last_ms: Arc::default(),
+            seq: Arc::new(AtomicU64::new(1)),
+            last_read: Arc::default(),
+            last_write: Arc::default(),
         }
     }
 
     pub fn touch(&self) {
         let now = self.start.elapsed().as_millis() as u64;
         self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn mark(&self, which: &AtomicU64) {
+        which.store(self.seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Whether the peer sent bytes after our last write: a request was begun and not answered.
+    /// An idle keep-alive connection (our answer was the last thing sent) has none.
+    pub fn input_pending(&self) -> bool {
+        self.last_read.load(Ordering::Relaxed) > self.last_write.load(Ordering::Relaxed)
     }
 
     fn idle_for(&self) -> Duration {
@@ -80,7 +105,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let n = buf.filled().len() - before;
         if n > 0 {
             self.read.fetch_add(n as u64, Ordering::Relaxed);
-            self.activity.touch();
+            self.activity.mark(&self.activity.last_read);
         }
         poll
     }
@@ -96,7 +121,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         if let Poll::Ready(Ok(n)) = &poll {
             if *n > 0 {
                 self.written.fetch_add(*n as u64, Ordering::Relaxed);
-                self.activity.touch();
+                self.activity.mark(&self.activity.last_write);
             }
         }
         poll
@@ -111,7 +136,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         if let Poll::Ready(Ok(n)) = &poll {
             if *n > 0 {
                 self.written.fetch_add(*n as u64, Ordering::Relaxed);
-                self.activity.touch();
+                self.activity.mark(&self.activity.last_write);
             }
         }
         poll

@@ -1,17 +1,18 @@
 //! The proxy's audit log: one JSON line per decision and one per end of an allowed exchange,
 //! written without ever blocking traffic.
 //!
-//! Lines go through a bounded queue to one writer thread. When whoever reads the daemon's
-//! stdout stops reading, the writer blocks, the queue fills, and further lines are dropped and
-//! counted instead of stalling the proxy; the next line written carries the count (`dropped`).
+//! Lines go through a bounded queue to one writer thread ([`crate::outq`]). When whoever reads
+//! the daemon's stdout stops reading, the writer blocks, the queue fills, and further lines are
+//! dropped and counted instead of stalling the proxy; the next line written carries the count
+//! (`dropped`).
 //! The schema is stable and documented in docs/SECURITY.md ("The egress log").
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::outq::OutQueue;
 
 /// How many lines may wait for the writer before new ones are dropped.
 const QUEUE: usize = 4096;
@@ -142,37 +143,17 @@ pub fn stdout_log() -> EventLog {
     queued(io::stdout())
 }
 
-/// [`stdout_log`] over any writer (tests use a pipe nobody reads).
+/// [`stdout_log`] over any writer (tests use one that never returns).
 pub fn queued(out: impl Write + Send + 'static) -> EventLog {
-    let (tx, rx) = sync_channel::<Event>(QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let counter = dropped.clone();
-    let spawned = std::thread::Builder::new()
-        .name("egress-log".into())
-        .spawn(move || {
-            let mut out = out;
-            for event in rx {
-                let mut line = event.to_json(counter.swap(0, Ordering::Relaxed));
-                line.push('\n');
-                if out
-                    .write_all(line.as_bytes())
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    // Nobody will ever read these; keep draining so senders never wait.
-                    continue;
-                }
-            }
-        });
-    if spawned.is_err() {
-        return Arc::new(|_| {});
-    }
-    Arc::new(move |event: Event| send(&tx, &dropped, event))
-}
-
-fn send(tx: &SyncSender<Event>, dropped: &AtomicU64, event: Event) {
-    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(event) {
-        dropped.fetch_add(1, Ordering::Relaxed);
+    let render = |event: Event, dropped: u64| {
+        let mut line = event.to_json(dropped);
+        line.push('\n');
+        line.into_bytes()
+    };
+    match OutQueue::spawn("egress-log", out, QUEUE, render) {
+        Ok(queue) => Arc::new(move |event: Event| queue.push(event)),
+        // No thread for the log: the proxy still serves, unlogged, rather than not at all.
+        Err(_) => Arc::new(|_| {}),
     }
 }
 

@@ -370,7 +370,11 @@ impl Proxy {
             }
         };
         if let Some(Err(e)) = outcome {
-            self.log_rejected(id, client, &e);
+            // A header timeout on a connection that sent nothing since our last answer is an
+            // idle keep-alive connection (or one never used) closing, not a refusal.
+            if !e.is_timeout() || activity.input_pending() {
+                self.log_rejected(id, client, &e);
+            }
         }
     }
 
