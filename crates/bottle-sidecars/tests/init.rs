@@ -293,10 +293,7 @@ fn a_stdout_nobody_reads_never_stops_the_proxy() {
     // Each denied request is a ~300-byte decision line: 3000 of them are ~15 pipe-fulls.
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..3000 {
-        assert!(
-            Instant::now() < deadline,
-            "only {i} answers within 60 s"
-        );
+        assert!(Instant::now() < deadline, "only {i} answers within 60 s");
         let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, egress)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let req =
