@@ -65,6 +65,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// File descriptors kept free beyond the connections' own, so accepting (and refusing) new
 /// connections, resolving and logging keep working when the connection cap is reached.
 const FD_RESERVE: u64 = 64;
+/// How long a connection beyond the cap waits for an idle one to make room before its 503.
+const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -202,6 +204,7 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
         .header_read_timeout(config.limits.header_timeout)
         .max_header_size(MAX_HEAD_BYTES);
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
+    let waiters = Arc::new(Semaphore::new(FD_RESERVE as usize / 4));
     let proxy = Arc::new(Proxy {
         policy: Policy {
             allow: config.allow,
@@ -225,12 +228,26 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
             }
         };
         let id = proxy.next_conn.fetch_add(1, Ordering::Relaxed);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(proxy.clone().connection(stream, client, id, permit));
-            }
-            Err(_) => proxy.refuse_busy(&stream, client, id),
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            tokio::spawn(proxy.clone().connection(stream, client, id, permit));
+            continue;
         }
+        // At the cap: ask idle keep-alive connections to close, and give this one a short
+        // wait for the slot that frees, if few others are waiting already (each waiter holds a
+        // descriptor of the reserve); else, or when no slot frees in time, a 503 at once.
+        proxy.shed.notify_waiters();
+        let Ok(waiter) = waiters.clone().try_acquire_owned() else {
+            proxy.refuse_busy(&stream, client, id);
+            continue;
+        };
+        let (proxy, slots) = (proxy.clone(), slots.clone());
+        tokio::spawn(async move {
+            let _waiter = waiter;
+            match tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await {
+                Ok(Ok(permit)) => proxy.connection(stream, client, id, permit).await,
+                _ => proxy.refuse_busy(&stream, client, id),
+            }
+        });
     }
 }
 
@@ -408,7 +425,6 @@ impl Proxy {
             BODY.len()
         );
         let _ = stream.try_write(busy.as_bytes());
-        self.shed.notify_waiters();
         let mut event = Event::new(EventKind::Decision, id, client);
         event.verdict = Some(Verdict::Denied);
         event.status = Some(503);
