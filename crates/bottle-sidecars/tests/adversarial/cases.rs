@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::harness::{
-    c, Case, Dec::Allowed as A, Dec::Denied as D, Dec::Refused as R, Far::Conn, Far::Host,
+    c, Case, Dec, Dec::Allowed as A, Dec::Denied as D, Dec::Refused as R, Far::Conn, Far::Host,
     Far::Nothing as N, Far::Saw, Far::Zero, Group, Req, St, St::Closed, St::OneOf, Zone,
 };
 
@@ -20,7 +20,7 @@ pub const GROUPS: &[Group] = &[
                 rebind-bcast.test, rebind-ula.test, rebind-ll6.test, rebind-loop6.test, \
                 rebind-mapped.test, rebind-mapped-loop.test, rebind-compat.test, \
                 rebind-bundle.test, rebind-own.test, rebind-own-lo.test, rebind-unspec6.test, \
-                rebind-mcast6.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
+                rebind-mcast6.test, unroutable.test, silent.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
         env: &[],
     },
     // Addresses in rules, in other spellings; explicit rules for otherwise refused classes.
@@ -33,6 +33,12 @@ pub const GROUPS: &[Group] = &[
         name: "empty",
         allow: "",
         env: &[],
+    },
+    // Room for three clients only.
+    Group {
+        name: "crowded",
+        allow: "allowed.test",
+        env: &[("BOTTLE_EGRESS_MAX_CONNECTIONS", "3")],
     },
     // A careless wide rule: rebinding must still be refused, on every port.
     Group {
@@ -104,6 +110,7 @@ pub fn zone() -> Zone {
         ("rebind-mcast6.test", &["ff02::1"]),
         ("rebind.wild.test", &["10.0.0.7"]),
         ("localhost", &["127.0.0.1"]),
+        ("unroutable.test", &["198.18.5.5"]),
         ("pub.wide.test", &["198.51.100.17"]),
         ("rebind-loop.wide.test", &["127.0.0.1"]),
         ("rebind-priv.wide.test", &["10.0.0.7"]),
@@ -129,7 +136,36 @@ fn raw(s: &str) -> Req {
 }
 
 fn connect(authority: &str, then: Vec<u8>) -> Req {
-    Req::Connect(authority.to_string(), then)
+    Req::Connect(authority.to_string(), vec![then])
+}
+
+/// `CONNECT`, then `then` in two writes split at `at`.
+fn split(authority: &str, then: Vec<u8>, at: usize) -> Req {
+    Req::Connect(
+        authority.to_string(),
+        vec![then[..at].to_vec(), then[at..].to_vec()],
+    )
+}
+
+/// Two requests on one connection.
+fn two(first: Req, second: Req) -> Req {
+    match (first, second) {
+        (Req::Raw(a), Req::Raw(b)) => Req::Two(a, b),
+        _ => unreachable!("two() takes two raw requests"),
+    }
+}
+
+/// A ClientHello split over two TLS records at byte `at` of the handshake message.
+fn fragmented(sni: &str, at: usize) -> Vec<u8> {
+    let h = hello(Some(sni));
+    let hs = &h[5..];
+    let mut out = Vec::new();
+    for part in [&hs[..at], &hs[at..]] {
+        out.extend([0x16, 0x03, 0x01]);
+        out.extend((part.len() as u16).to_be_bytes());
+        out.extend(part);
+    }
+    out
 }
 
 fn s(code: u16) -> St {
@@ -387,5 +423,36 @@ pub fn all() -> Vec<Case> {
         c("HTTP/0.9 request line", "main", raw("GET http://allowed.test/\r\n\r\n"), PARSE, D(""), N),
         c("binary garbage", "main", Req::Raw(vec![0, 1, 2, 0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']), PARSE, D(""), N),
         c("head never finished (header timeout)", "main", raw("GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n"), Closed, D(""), N),
+        c("non-ASCII host", "main", raw("GET http://\u{430}llowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"), REFUSED_NAME, D(""), N),
+        c("lower-case connect is not CONNECT", "main", raw("connect allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n"), REFUSED_NAME, D(""), N),
+        c("GET in authority-form", "main", raw("GET allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n"), s(400), D(""), N),
+
+        // Names a wildcard must not take.
+        c("empty label under a wildcard", "main", get("http://.wild.test/"), REFUSED_NAME, D(""), N),
+        c("empty inner label under a wildcard", "main", get("http://www..wild.test/"), REFUSED_NAME, D(""), N),
+        c("a literal star under a wildcard", "main", get("http://*.wild.test/"), REFUSED_NAME, D(""), N),
+        c("a name over 253 characters under a wildcard", "main", get(&format!("http://{}.wild.test/", vec!["a".repeat(60); 5].join("."))), OneOf(&[400, 403, 502]), Dec::Any, N),
+
+        // Upstream failures are the proxy's 502, and nothing else is tried.
+        c("connection refused", "main", get("http://any.test:1/"), s(502), A(""), N),
+        c("connection refused over CONNECT", "main", connect("any.test:1", vec![]), s(502), A(""), N),
+        c("no route to a public address", "main", get("http://unroutable.test/"), s(502), A(""), N),
+        c("DNS never answers", "main", get("http://silent.test/"), s(502), A("cannot resolve"), N),
+
+        // A ClientHello in pieces: the SNI must be found wherever it is.
+        c("ClientHello in two writes", "main", split("allowed.test:443", hello(Some("allowed.test")), 3), s(200), A(""), Saw("198.51.100.10:443", MARK)),
+        c("ClientHello in two writes, bad SNI in the second", "main", split("allowed.test:443", hello(Some("evil.test")), 60), s(200), R("does not match"), Zero("198.51.100.10:443")),
+        c("ClientHello over two TLS records, bad SNI in the second", "main", connect("allowed.test:443", fragmented("evil.test", 60)), s(200), R("does not match|not a TLS ClientHello"), Zero("198.51.100.10:443")),
+        c("ClientHello record shorter than it says, then closed", "main", connect("allowed.test:443", hello(Some("allowed.test"))[..40].to_vec()), s(200), R(""), Zero("198.51.100.10:443")),
+
+        // The second request on a kept-alive connection is decided on its own.
+        c("denied, then rebinding on the same connection", "main", two(get("http://evil.test/"), get("http://rebind-priv.test/")), s(403), D("resolves to a private address"), N),
+        c("denied, then Host spoofing on the same connection", "main", two(get("http://evil.test/"), raw("GET http://allowed.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n")), s(403), D("Host header"), N),
+        c("allowed, then a denied name on the same connection", "main", two(get("http://allowed.test/"), get("http://evil.test/")), OneOf(&[403, 0]), D(NOT), Conn(U10)),
+        c("allowed, then rebinding on the same connection", "main", two(get("http://allowed.test/"), get("http://rebind-loop.test/")), OneOf(&[403, 0]), D("resolves to a loopback address"), Conn(U10)),
+
+        // The connection cap.
+        c("over the connection cap", "crowded", Req::Crowd(3, get("http://allowed.test/").into_bytes()), s(503), Dec::Any, N),
+        c("under the cap again once the crowd left", "crowded", get("http://allowed.test/"), s(200), A(""), Conn(U10)),
     ]
 }

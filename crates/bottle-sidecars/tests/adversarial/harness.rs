@@ -66,8 +66,24 @@ pub struct Group {
 pub enum Req {
     /// Raw bytes, then read one response.
     Raw(Vec<u8>),
-    /// `CONNECT authority` (with a matching `Host`), then on `200` these bytes in the tunnel.
-    Connect(String, Vec<u8>),
+    /// `CONNECT authority` (with a matching `Host`), then on `200` these chunks in the tunnel,
+    /// as separate writes 200 ms apart.
+    Connect(String, Vec<Vec<u8>>),
+    /// Two requests on one connection, the second sent after the first's response; the
+    /// status and decision asserted are the second's.
+    Two(Vec<u8>, Vec<u8>),
+    /// This many idle connections held open first, then the bytes on one more.
+    Crowd(usize, Vec<u8>),
+}
+
+impl Req {
+    /// The bytes of a raw request.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Req::Raw(b) => b,
+            other => unreachable!("not a raw request: {other:?}"),
+        }
+    }
 }
 
 /// The status the attacker gets.
@@ -88,6 +104,8 @@ pub enum Dec {
     Denied(&'static str),
     /// A tunnel decided `allowed` (200) and then closed by the proxy; the close line's reason.
     Refused(&'static str),
+    /// Nothing asserted about the log lines (where the spec says nothing).
+    Any,
 }
 
 /// What the far side saw. Addresses are `ip:port` as the upstream was connected to.
@@ -395,6 +413,9 @@ fn answer(query: &[u8], zone: &Zone, log: &Shared<String>) -> Option<Vec<u8>> {
     let asked = question.qname.to_string();
     log.lock().unwrap().push(asked.clone());
     let key = asked.trim_end_matches('.').to_ascii_lowercase();
+    if key.starts_with("silent.") {
+        return None; // a resolver that never answers
+    }
     match zone.get(key.as_str()) {
         None => *r.rcode_mut() = RCODE::NameError,
         Some(addrs) => {
@@ -622,8 +643,33 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
         other => return vec![format!("cannot connect to the proxy: {other:?}")],
     };
     let client = s.local_addr().unwrap().to_string();
+    let mut crowd = Vec::new();
     let seen = match &case.req {
         Req::Raw(bytes) => {
+            let _ = s.write_all(bytes).await;
+            read_response(&mut s).await
+        }
+        Req::Two(first, second) => {
+            let _ = s.write_all(first).await;
+            let _ = read_response(&mut s).await;
+            let _ = s.write_all(second).await;
+            read_response(&mut s).await
+        }
+        Req::Crowd(n, bytes) => {
+            // `s` is the first of the crowd; the request goes on the one after it.
+            crowd.push(s);
+            for _ in 1..*n {
+                if let Ok(Ok(c)) =
+                    timeout(IO_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await
+                {
+                    crowd.push(c);
+                }
+            }
+            sleep(Duration::from_millis(200)).await;
+            s = match timeout(IO_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await {
+                Ok(Ok(s)) => s,
+                other => return vec![format!("cannot connect to the proxy: {other:?}")],
+            };
             let _ = s.write_all(bytes).await;
             read_response(&mut s).await
         }
@@ -632,7 +678,12 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
             let _ = s.write_all(head.as_bytes()).await;
             let seen = read_response(&mut s).await;
             if seen.status == Some(200) {
-                let _ = s.write_all(then).await;
+                for (i, chunk) in then.iter().enumerate() {
+                    if i > 0 {
+                        sleep(Duration::from_millis(200)).await;
+                    }
+                    let _ = s.write_all(chunk).await;
+                }
                 // Until the proxy closes the tunnel, or the far side got bytes, or time is up.
                 let deadline = Instant::now() + TUNNEL_WAIT;
                 let mut b = [0u8; 1024];
@@ -649,7 +700,13 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
             seen
         }
     };
+    let client = s.local_addr().map_or(client, |a| a.to_string());
     drop(s);
+    if !crowd.is_empty() {
+        drop(crowd);
+        // Let the proxy see the crowd leave before the next case.
+        sleep(Duration::from_millis(300)).await;
+    }
 
     // The status.
     let ok = match (&case.status, seen.status) {
@@ -669,7 +726,15 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
     }
 
     // The decision line (and the close line of a refused tunnel).
-    let want_close = matches!(case.dec, Dec::Refused(_));
+    let plain = matches!(case.req, Req::Raw(_) | Req::Two(..));
+    let want_close = matches!(case.dec, Dec::Refused(_))
+        || (plain && matches!(case.dec, Dec::Allowed(_)) && seen.status == Some(200));
+    let want_lines = match (&case.dec, &case.req) {
+        (Dec::Any, _) => 0,
+        (_, Req::Two(..)) if seen.status.is_none() => 0,
+        (_, Req::Two(..)) => 2,
+        _ => 1,
+    };
     let deadline = Instant::now() + LINE_TIMEOUT;
     let mine = |ev: &str| -> Vec<Value> {
         since(&w.lines, lines0)
@@ -679,19 +744,28 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
             .collect()
     };
     while Instant::now() < deadline
-        && (mine("decision").is_empty() || (want_close && mine("close").is_empty()))
+        && (mine("decision").len() < want_lines || (want_close && mine("close").is_empty()))
     {
         sleep(Duration::from_millis(20)).await;
     }
     sleep(SETTLE).await;
     let decisions = mine("decision");
-    match decisions.as_slice() {
-        [] => errs.push(format!("no decision line with client {client}")),
-        [d] => check_decision(d, case, seen.status, &mut errs),
-        more => errs.push(format!(
-            "{} decision lines for one request: {more:?}",
-            more.len()
+    match (decisions.len(), decisions.last()) {
+        (_, _) if want_lines == 0 => {}
+        (0, _) | (_, None) => errs.push(format!("no decision line with client {client}")),
+        (n, Some(d)) if n == want_lines => check_decision(d, case, seen.status, &mut errs),
+        (n, _) => errs.push(format!(
+            "{n} decision lines, want {want_lines}: {decisions:?}"
         )),
+    }
+    if want_close && !matches!(case.dec, Dec::Refused(_)) {
+        match mine("close").last() {
+            None => errs.push("no close line for the allowed exchange".into()),
+            Some(l) if l["status"] != 200 => {
+                errs.push(format!("close line status: want 200 (the upstream's): {l}"))
+            }
+            Some(_) => {}
+        }
     }
     if let Dec::Refused(why) = case.dec {
         match mine("close").first() {
@@ -725,7 +799,7 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
         Dec::Denied(r) => r.contains("resolves to"),
         _ => true,
     };
-    if !resolves && !queries.is_empty() {
+    if !resolves && matches!(case.far, Far::Nothing) && !queries.is_empty() {
         errs.push(format!(
             "denied before resolution, but names were looked up: {queries:?}"
         ));
@@ -746,6 +820,7 @@ fn check_decision(d: &Value, case: &Case, status: Option<u16>, errs: &mut Vec<St
         Dec::Allowed(w) => ("allowed", w),
         Dec::Denied(w) => ("denied", w),
         Dec::Refused(_) => ("allowed", ""),
+        Dec::Any => return,
     };
     if d["decision"] != want {
         errs.push(format!(
@@ -1010,6 +1085,8 @@ fn show_req(r: &Req) -> String {
     };
     match r {
         Req::Raw(b) => text(b),
-        Req::Connect(a, then) => format!("CONNECT {a} then {}", text(then)),
+        Req::Connect(a, then) => format!("CONNECT {a} then {}", text(&then.concat())),
+        Req::Two(a, b) => format!("{} then {}", text(a), text(b)),
+        Req::Crowd(n, b) => format!("{n} idle connections, then {}", text(b)),
     }
 }
