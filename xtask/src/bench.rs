@@ -1,79 +1,250 @@
-//! `cargo xtask bench`: bring-up and teardown measured side by side against the engine's raw
-//! API floor and the tools people would use instead.
+//! `cargo xtask bench`: the benchmarks, in two parts.
 //!
-//! Builds what the benchmark drives (the reference image archive as `cargo xtask image` does;
-//! the `bottle` binary and the `contenders` bench target of `bottle-bench` with the
-//! `bench-run` profile, which is the release profile unwinding, in one cargo invocation), then
-//! runs the bench executable with the given options. The engines must answer (`cargo xtask engines`). The report goes to
-//! `target/bench/latest.md` and replaces the results section of `docs/BENCHMARKS.md` unless
-//! `--no-doc` is given. `cargo xtask bench --help` lists the options.
+//! - The engine part (`cargo xtask bench engines`): bring-up and teardown measured side by side
+//!   against the engine's raw API floor and the tools people would use instead. Builds the
+//!   reference image archive as `cargo xtask image` does; the engines must answer (`cargo xtask
+//!   engines`). Report: `target/bench/latest.md` and the results section of
+//!   `docs/BENCHMARKS.md`.
+//! - The proxy part (`cargo xtask bench proxy`): bottle's egress proxy (`bottle-sidecars daemon
+//!   egress`) against direct, tinyproxy and squid on loopback; no container engine. Installs
+//!   Debian's `tinyproxy` and `squid` when absent. Report: `target/bench/proxy.md` and the proxy
+//!   results section of `docs/BENCHMARKS.md`.
+//!
+//! Plain `cargo xtask bench [options]` runs both: the engine part with the options given, then the
+//! proxy part with its defaults. Everything the parts run is built in one cargo invocation with the
+//! `bench-run` profile (the release profile, unwinding). `--no-doc` leaves `docs/BENCHMARKS.md`
+//! alone; `cargo xtask bench --help` lists each part's options.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::{cargo, root, run as sh, show};
 
+const HELP: &str = "\
+cargo xtask bench [engines|proxy] [options] [--no-doc]
+
+  cargo xtask bench [options]          both parts: the engine part with the options given, then
+                                       the proxy part with its defaults
+  cargo xtask bench engines [options]  only the engine part: bottle's up and down against the
+                                       engine's raw API floor, bottle's CLI, the engine's CLI and
+                                       testcontainers, on Docker and Podman (the engines must
+                                       answer: cargo xtask engines)
+  cargo xtask bench proxy [options]    only the proxy part: bottle's egress proxy against direct
+                                       (no proxy), tinyproxy and squid on loopback; no container
+                                       engine; installs Debian's tinyproxy and squid with apt-get
+                                       when they are absent
+  --no-doc                             leave docs/BENCHMARKS.md alone (each part otherwise
+                                       replaces its own results section there)
+
+Reports: target/bench/latest.md (engines), target/bench/proxy.md (proxy).
+";
+
+/// Which parts to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parts {
+    Both,
+    Engines,
+    Proxy,
+}
+
+impl Parts {
+    fn engines(self) -> bool {
+        self != Parts::Proxy
+    }
+    fn proxy(self) -> bool {
+        self != Parts::Engines
+    }
+}
+
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<(), String> {
+    let (parts, args) = match args.first().map(String::as_str) {
+        Some("engines") => (Parts::Engines, &args[1..]),
+        Some("proxy") => (Parts::Proxy, &args[1..]),
+        _ => (Parts::Both, args),
+    };
     let no_doc = args.iter().any(|a| a == "--no-doc");
     let args: Vec<String> = args.iter().filter(|a| *a != "--no-doc").cloned().collect();
     let help = args.iter().any(|a| a == "-h" || a == "--help");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
+    let doc = root().join("docs/BENCHMARKS.md");
+
+    if help {
+        print!("{HELP}");
+        let built = build(parts)?;
+        for bench in [&built.contenders, &built.proxy].into_iter().flatten() {
+            println!();
+            sh(Command::new(bench).arg("--help"))?;
+        }
+        return Ok(());
+    }
 
     // The image exactly as `cargo xtask image` builds it (its own feature set).
-    let archive = if help {
-        None
-    } else {
+    let archive = if parts.engines() {
         Some(crate::image::run(&[])?)
+    } else {
+        None
     };
-    let built = build()?;
-    let mut bench = Command::new(&built.bench);
-    if let Some(archive) = archive {
-        let shown = std::iter::once("cargo xtask bench".to_string())
+    if parts.proxy() {
+        ensure_peers();
+    }
+    let built = build(parts)?;
+    let shown = |part: &str, args: &[String]| {
+        ["cargo xtask bench".to_string()]
+            .into_iter()
+            .chain((!part.is_empty()).then(|| part.to_string()))
             .chain(args.iter().cloned())
             .collect::<Vec<_>>()
-            .join(" ");
-        bench
-            .arg("--bottle-bin")
-            .arg(&built.bottle)
+            .join(" ")
+    };
+
+    let mut engines_result = Ok(());
+    if let (Some(bench), Some(bottle), Some(archive)) = (&built.contenders, &built.bottle, archive)
+    {
+        let part = if parts == Parts::Engines {
+            "engines"
+        } else {
+            ""
+        };
+        let mut cmd = Command::new(bench);
+        cmd.arg("--bottle-bin")
+            .arg(bottle)
             .arg("--archive")
             .arg(archive)
             .arg("--out")
             .arg(target_dir.join("bench/latest.md"))
-            .args(["--command", &shown]);
+            .args(["--command", &shown(part, &args)]);
         if !no_doc {
-            bench
-                .arg("--update-doc")
-                .arg(root().join("docs/BENCHMARKS.md"));
+            cmd.arg("--update-doc").arg(&doc);
+        }
+        cmd.args(&args);
+        engines_result = sh(&mut cmd);
+        if parts == Parts::Both {
+            if let Err(e) = &engines_result {
+                eprintln!("xtask bench: the engine part failed ({e}); running the proxy part");
+            }
         }
     }
-    bench.args(&args);
-    sh(&mut bench)
+    if let (Some(bench), Some(sidecars)) = (&built.proxy, &built.sidecars) {
+        // Plain `cargo xtask bench` hands its options to the engine part only.
+        let (part, proxy_args): (&str, &[String]) = match parts {
+            Parts::Proxy => ("proxy", &args),
+            _ => ("", &[]),
+        };
+        let mut cmd = Command::new(bench);
+        cmd.arg("--sidecars-bin")
+            .arg(sidecars)
+            .arg("--out")
+            .arg(target_dir.join("bench/proxy.md"))
+            .args(["--command", &shown(part, proxy_args)]);
+        if !no_doc {
+            cmd.arg("--update-doc").arg(&doc);
+        }
+        cmd.args(proxy_args);
+        sh(&mut cmd)?;
+    }
+    engines_result
 }
 
-/// Builds `bottle` and the `contenders` bench target in one invocation and returns their paths
-/// (cargo names the bench executable with a hash; its JSON messages say which).
-fn build() -> Result<Built, String> {
+/// A program on `PATH` or in the sbin directories Debian installs daemons to.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    // The real uid, from the kernel's own record (xtask has no dependencies).
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|uids| uids.split_whitespace().next())
+            == Some("0")
+    })
+}
+
+/// Installs Debian's `tinyproxy` and `squid` when absent. Where that cannot be done (not Debian,
+/// not root, apt failing) the proxy part leaves the missing peer out and says so in its report.
+fn ensure_peers() {
+    let missing: Vec<&str> = ["tinyproxy", "squid"]
+        .into_iter()
+        .filter(|p| find_program(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if !Path::new("/etc/debian_version").exists() || !is_root() {
+        eprintln!(
+            "xtask bench: {} not installed and cannot be installed here (needs root on Debian); the proxy part leaves {} out",
+            missing.join(" and "),
+            if missing.len() == 1 { "it" } else { "them" }
+        );
+        return;
+    }
+    eprintln!(
+        "xtask bench: installing Debian's {} for the proxy part",
+        missing.join(" and ")
+    );
+    let install = || {
+        sh(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null()))
+    };
+    // Package lists may be missing or stale on a fresh machine: refresh them only when the
+    // install cannot go ahead without.
+    let result = install().or_else(|_| {
+        sh(Command::new("apt-get").arg("update").stdin(Stdio::null()))?;
+        install()
+    });
+    if let Err(e) = result {
+        eprintln!("xtask bench: {e}; the proxy part leaves what is missing out");
+    }
+}
+
+/// What one cargo invocation built for the parts asked for.
+#[derive(Debug, Default)]
+struct Built {
+    contenders: Option<PathBuf>,
+    bottle: Option<PathBuf>,
+    proxy: Option<PathBuf>,
+    sidecars: Option<PathBuf>,
+}
+
+/// Builds everything the parts run in one invocation and returns the paths (cargo names bench
+/// executables with a hash; its JSON messages say which).
+fn build(parts: Parts) -> Result<Built, String> {
     let mut build = cargo();
-    // `bench-run` (the release profile, unwinding) for both: bench targets and their
-    // dependencies always unwind, so building `bottle` the same way compiles every shared
+    // `bench-run` (the release profile, unwinding) for all: bench targets and their
+    // dependencies always unwind, so building the binaries the same way compiles every shared
     // crate once.
-    build.args([
-        "build",
-        "--profile",
-        "bench-run",
-        "-p",
-        "bottle-cli",
-        "-p",
-        "bottle-bench",
-        "--bin",
-        "bottle",
-        "--bench",
-        "contenders",
-        "--message-format=json-render-diagnostics",
-    ]);
+    build.args(["build", "--profile", "bench-run", "-p", "bottle-bench"]);
+    if parts.engines() {
+        build.args([
+            "-p",
+            "bottle-cli",
+            "--bin",
+            "bottle",
+            "--bench",
+            "contenders",
+        ]);
+    }
+    if parts.proxy() {
+        build.args([
+            "-p",
+            "bottle-sidecars",
+            "--bin",
+            "bottle-sidecars",
+            "--bench",
+            "proxy",
+        ]);
+    }
+    build.arg("--message-format=json-render-diagnostics");
     eprintln!("$ {}", show(&build));
     let out = build
         .current_dir(root())
@@ -96,16 +267,16 @@ fn build() -> Result<Built, String> {
             .map(PathBuf::from)
             .ok_or_else(|| format!("{} did not report the {name} executable", show(&build)))
     };
-    Ok(Built {
-        bench: executable("bench", "contenders")?,
-        bottle: executable("bin", "bottle")?,
-    })
-}
-
-/// The two executables the benchmark needs.
-struct Built {
-    bench: PathBuf,
-    bottle: PathBuf,
+    let mut built = Built::default();
+    if parts.engines() {
+        built.contenders = Some(executable("bench", "contenders")?);
+        built.bottle = Some(executable("bin", "bottle")?);
+    }
+    if parts.proxy() {
+        built.proxy = Some(executable("bench", "proxy")?);
+        built.sidecars = Some(executable("bin", "bottle-sidecars")?);
+    }
+    Ok(built)
 }
 
 /// The string value of `"key":"..."` in one line of cargo's JSON (paths: no escapes but `\\`).

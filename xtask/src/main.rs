@@ -17,7 +17,8 @@ cargo xtask <task>
 Tasks:
   ci        fmt check, clippy (warnings denied), engines, reference image, every test
   demo      one bottle end to end: engine, image, up, an allowed and a denied request, down
-  bench     bring-up and teardown measured against the engine's raw API floor
+  bench     benchmarks: bring-up and teardown against the engine's raw API floor, and
+            the egress proxy against direct, tinyproxy and squid (bench proxy: that part only)
   engines   make Docker and Podman reachable (install and start them when absent)
   image     build the reference bundle image archive (target/bottle-sidecars.tar)
   help      this text

@@ -6,7 +6,9 @@
 //! - [`engine`] and [`http`]: the benchmark's own raw API client, for the floor and for
 //!   sweeping, checking and preparing independently of the code under test;
 //! - [`job`]: the names and addresses of one bottle;
-//! - [`stats`] and [`report`]: medians, spreads, pairwise ratios, Markdown.
+//! - [`stats`] and [`report`]: medians, spreads, pairwise ratios, Markdown;
+//! - [`proxy`]: the proxy part (`benches/proxy.rs`): bottle's egress proxy against direct,
+//!   tinyproxy and squid.
 //!
 //! The testcontainers contender is in the bench target (`benches/bottle.rs`), since
 //! testcontainers is a dev-dependency.
@@ -16,6 +18,7 @@ pub mod driver;
 pub mod engine;
 pub mod http;
 pub mod job;
+pub mod proxy;
 pub mod report;
 pub mod stats;
 pub mod worker;
