@@ -69,6 +69,8 @@
 mod cases;
 #[path = "adversarial/harness.rs"]
 mod harness;
+#[path = "adversarial/property.rs"]
+mod property;
 
 #[test]
 fn adversarial() {
@@ -78,4 +80,10 @@ fn adversarial() {
         cases::all(),
         cases::BAD_ALLOWLISTS,
     );
+}
+
+/// Random targets never lead to a connection outside the allowlist (see `property.rs`).
+#[test]
+fn random_targets_stay_inside_the_allowlist() {
+    property::run();
 }

@@ -72,8 +72,9 @@ pub enum Req {
     /// Two requests on one connection, the second sent after the first's response; the
     /// status and decision asserted are the second's.
     Two(Vec<u8>, Vec<u8>),
-    /// This many idle connections held open first, then the bytes on one more.
-    Crowd(usize, Vec<u8>),
+    /// This many connections held open first, each having sent the first bytes and read a
+    /// response (say a `CONNECT` whose tunnel stays open), then the second bytes on one more.
+    Crowd(usize, Vec<u8>, Vec<u8>),
 }
 
 impl Req {
@@ -185,11 +186,12 @@ pub struct Netns {
 }
 
 impl Netns {
-    pub fn create() -> Result<Netns, String> {
+    /// `tag` tells apart the worlds of tests running at once in one process.
+    pub fn create(tag: &str) -> Result<Netns, String> {
         let pid = std::process::id();
         let mut n = Netns {
-            ns: format!("bt-adv-{pid}"),
-            far: format!("bt-adv-{pid}-far"),
+            ns: format!("bt-adv-{pid}-{tag}"),
+            far: format!("bt-adv-{pid}-{tag}-far"),
             created: Vec::new(),
             etc: None,
             home: None,
@@ -566,9 +568,9 @@ async fn refuses_to_start(ns: &str, allow: &str) -> Result<(), String> {
 // The attacker's side.
 
 #[derive(Debug, Default)]
-struct Seen {
-    status: Option<u16>,
-    head: String,
+pub struct Seen {
+    pub status: Option<u16>,
+    pub head: String,
 }
 
 /// Reads one response head (and its Content-Length body); `status: None` if the connection
@@ -617,7 +619,7 @@ pub struct World {
     pub stderr: Shared<String>,
 }
 
-fn since<T: Clone>(v: &Shared<T>, from: usize) -> Vec<T> {
+pub fn since<T: Clone>(v: &Shared<T>, from: usize) -> Vec<T> {
     v.lock().unwrap()[from..].to_vec()
 }
 
@@ -630,21 +632,21 @@ fn reason_matches(got: &Value, want: &str) -> bool {
         .any(|w| got.contains(&w.to_ascii_lowercase()))
 }
 
-/// Runs one case against the proxy on `port`; every mismatch is one string.
-pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
-    let mut errs = Vec::new();
-    let (far0, dns0, lines0) = (
-        w.far.lock().unwrap().len(),
-        w.dns.lock().unwrap().len(),
-        w.lines.lock().unwrap().len(),
-    );
+/// Sends `req` to the proxy on `port` as the attacker; returns the response seen and the
+/// client address the proxy's lines name.
+pub async fn exchange(
+    w: &World,
+    port: u16,
+    req: &Req,
+    far0: usize,
+) -> Result<(Seen, String), String> {
     let mut s = match timeout(IO_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await {
         Ok(Ok(s)) => s,
-        other => return vec![format!("cannot connect to the proxy: {other:?}")],
+        other => return Err(format!("cannot connect to the proxy: {other:?}")),
     };
     let client = s.local_addr().unwrap().to_string();
     let mut crowd = Vec::new();
-    let seen = match &case.req {
+    let seen = match req {
         Req::Raw(bytes) => {
             let _ = s.write_all(bytes).await;
             read_response(&mut s).await
@@ -655,7 +657,7 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
             let _ = s.write_all(second).await;
             read_response(&mut s).await
         }
-        Req::Crowd(n, bytes) => {
+        Req::Crowd(n, opener, bytes) => {
             // `s` is the first of the crowd; the request goes on the one after it.
             crowd.push(s);
             for _ in 1..*n {
@@ -665,10 +667,14 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
                     crowd.push(c);
                 }
             }
+            for c in &mut crowd {
+                let _ = c.write_all(opener).await;
+                let _ = read_response(c).await;
+            }
             sleep(Duration::from_millis(200)).await;
             s = match timeout(IO_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await {
                 Ok(Ok(s)) => s,
-                other => return vec![format!("cannot connect to the proxy: {other:?}")],
+                other => return Err(format!("cannot connect to the proxy: {other:?}")),
             };
             let _ = s.write_all(bytes).await;
             read_response(&mut s).await
@@ -707,6 +713,21 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
         // Let the proxy see the crowd leave before the next case.
         sleep(Duration::from_millis(300)).await;
     }
+    Ok((seen, client))
+}
+
+/// Runs one case against the proxy on `port`; every mismatch is one string.
+pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
+    let mut errs = Vec::new();
+    let (far0, dns0, lines0) = (
+        w.far.lock().unwrap().len(),
+        w.dns.lock().unwrap().len(),
+        w.lines.lock().unwrap().len(),
+    );
+    let (seen, client) = match exchange(w, port, &case.req, far0).await {
+        Ok(r) => r,
+        Err(e) => return vec![e],
+    };
 
     // The status.
     let ok = match (&case.status, seen.status) {
@@ -941,12 +962,27 @@ fn skip(why: &str) {
     eprintln!("adversarial suite skipped: {why} (it needs root and iproute2)");
 }
 
-pub fn run(groups: &[Group], zone: Zone, cases: Vec<Case>, bad_allowlists: &[&str]) {
-    let net = match Netns::create() {
+/// A running world: the namespaces, the far side, one proxy per group. Fields drop in this
+/// order: the proxies (killed), the runtime, the namespaces (deleted).
+#[derive(Debug)]
+pub struct Env {
+    pub proxies: Vec<Proxy>,
+    pub w: World,
+    pub rt: tokio::runtime::Runtime,
+    pub net: Netns,
+    pub groups: &'static [Group],
+    /// Proxies that did not start.
+    pub setup_errors: Vec<String>,
+}
+
+/// Makes the world for `groups`; `None` when it cannot be made here outside CI (skipped).
+pub fn start(tag: &str, groups: &'static [Group], zone: Zone) -> Option<Env> {
+    let net = match Netns::create(tag) {
         Ok(n) => n,
+        // The guard of a half-made setup is dropped here, deleting what it made.
         Err(e) => {
-            // The guard of a half-made setup is dropped here, deleting what it made.
-            return skip(&e);
+            skip(&e);
+            return None;
         }
     };
     let mut sockets = Sockets {
@@ -962,123 +998,154 @@ pub fn run(groups: &[Group], zone: Zone, cases: Vec<Case>, bad_allowlists: &[&st
     if let Err(e) = setup {
         panic!("setting up the namespaces failed: {e}");
     }
-    // Built in the proxy's namespace: every socket made from here on is in it.
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Built in the proxy's namespace: its worker threads, and every socket made from here
+    // on, are in it. Two workers keep the far side serving between `block_on` calls.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let (failures, stderr) =
-        rt.block_on(run_all(&net, groups, zone, sockets, &cases, bad_allowlists));
-    drop(rt);
-    drop(net);
-    if !failures.is_empty() {
-        panic!(
-            "{} of {} adversarial cases failed:\n\n{}\n\nthe proxies' stderr (last lines):\n{stderr}",
-            failures.len(),
-            cases.len() + bad_allowlists.len(),
-            failures.join("\n\n")
-        );
-    }
-    eprintln!(
-        "{} adversarial cases passed",
-        cases.len() + bad_allowlists.len()
-    );
-}
-
-async fn run_all(
-    net: &Netns,
-    groups: &[Group],
-    zone: Zone,
-    sockets: Sockets,
-    cases: &[Case],
-    bad_allowlists: &[&str],
-) -> (Vec<String>, String) {
     let w = World {
         far: Arc::default(),
         dns: Arc::default(),
         lines: Arc::default(),
         stderr: Arc::default(),
     };
-    for (side, l) in sockets.tcp {
-        spawn_upstream(side, l, w.far.clone());
-    }
-    spawn_dns(sockets.dns.unwrap(), Arc::new(zone), w.dns.clone());
+    let mut setup_errors = Vec::new();
+    let proxies = rt.block_on(async {
+        for (side, l) in sockets.tcp {
+            spawn_upstream(side, l, w.far.clone());
+        }
+        spawn_dns(sockets.dns.unwrap(), Arc::new(zone), w.dns.clone());
+        let mut proxies = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let port = PROXY_PORT_BASE + i as u16;
+            match spawn_proxy(&net.ns, g, port, w.lines.clone(), w.stderr.clone()).await {
+                Ok(p) => proxies.push(p),
+                Err(e) => setup_errors.push(e),
+            }
+        }
+        proxies
+    });
+    Some(Env {
+        proxies,
+        w,
+        rt,
+        net,
+        groups,
+        setup_errors,
+    })
+}
 
-    let mut failures = Vec::new();
-    let mut proxies: Vec<Proxy> = Vec::new();
-    for (i, g) in groups.iter().enumerate() {
-        let port = PROXY_PORT_BASE + i as u16;
-        match spawn_proxy(&net.ns, g, port, w.lines.clone(), w.stderr.clone()).await {
-            Ok(p) => proxies.push(p),
-            Err(e) => failures.push(e),
-        }
-    }
-    for allow in bad_allowlists {
-        if let Err(e) = refuses_to_start(&net.ns, allow).await {
-            failures.push(format!(
-                "allowlist {allow:?} must be refused at start\n  - {e}"
-            ));
-        }
-    }
-    for case in cases {
+impl Env {
+    /// Runs `case` on its group's proxy; restarts a proxy that exited. A proxy killed from
+    /// outside (SIGTERM or SIGKILL, which it never sends itself) gets the case run again once;
+    /// any other exit fails the case.
+    pub async fn run_one(
+        w: &World,
+        net: &Netns,
+        groups: &[Group],
+        proxies: &mut [Proxy],
+        case: &Case,
+    ) -> Vec<String> {
         let Some(i) = proxies.iter().position(|p| p.group == case.group) else {
-            failures.push(format!(
-                "{} [{}]: no proxy for this group",
-                case.name, case.group
-            ));
-            continue;
+            return vec!["no proxy for this group".into()];
         };
         let mut errs = Vec::new();
-        // At most two tries: a proxy killed from outside (SIGTERM or SIGKILL, which it never
-        // sends itself) is restarted and the case run again; any other exit fails the case.
         for _ in 0..2 {
-            errs = run_case(&w, proxies[i].port, case).await;
-            let Ok(Some(exit)) = proxies[i].child.try_wait() else {
+            errs = run_case(w, proxies[i].port, case).await;
+            let Some(exit) =
+                Self::restart_if_dead(w, net, groups, &mut proxies[i], &mut errs).await
+            else {
                 break;
             };
-            let g = groups.iter().find(|g| g.name == case.group).unwrap();
-            let restarted = spawn_proxy(
-                &net.ns,
-                g,
-                proxies[i].port,
-                w.lines.clone(),
-                w.stderr.clone(),
-            )
-            .await;
-            match restarted {
-                Ok(p) => proxies[i] = p,
-                Err(e) => errs.push(e),
-            }
             if !matches!(exit.signal(), Some(15) | Some(9)) {
                 errs.push(format!("the proxy exited ({exit}); restarted it"));
                 break;
             }
             let note = format!(
                 "[{}] killed from outside ({exit}): restarted, {:?} run again",
-                g.name, case.name
+                case.group, case.name
             );
             w.stderr.lock().unwrap().push(note);
         }
-        if !errs.is_empty() {
-            failures.push(format!(
-                "{} [{}] {}\n  - {}",
-                case.name,
-                case.group,
-                show_req(&case.req),
-                errs.join("\n  - ")
-            ));
+        errs
+    }
+
+    /// Restarts `p` if it has exited; returns how it exited.
+    pub async fn restart_if_dead(
+        w: &World,
+        net: &Netns,
+        groups: &[Group],
+        p: &mut Proxy,
+        errs: &mut Vec<String>,
+    ) -> Option<std::process::ExitStatus> {
+        let exit = p.child.try_wait().ok()??;
+        let g = groups.iter().find(|g| g.name == p.group).unwrap();
+        match spawn_proxy(&net.ns, g, p.port, w.lines.clone(), w.stderr.clone()).await {
+            Ok(new) => *p = new,
+            Err(e) => errs.push(e),
         }
+        Some(exit)
     }
-    for mut p in proxies {
-        let _ = p.child.kill().await;
+
+    /// The last lines the proxies wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        let err = self.w.stderr.lock().unwrap();
+        err[err.len().saturating_sub(20)..].join("\n")
     }
-    let err = w.stderr.lock().unwrap();
-    let tail = err[err.len().saturating_sub(20)..].join("\n");
-    (failures, tail)
+}
+
+/// The table: every case, then one failure listing all that failed.
+pub fn run(groups: &'static [Group], zone: Zone, cases: Vec<Case>, bad_allowlists: &[&str]) {
+    let Some(mut env) = start("t", groups, zone) else {
+        return;
+    };
+    let mut failures = std::mem::take(&mut env.setup_errors);
+    let Env {
+        proxies,
+        w,
+        rt,
+        net,
+        groups,
+        ..
+    } = &mut env;
+    rt.block_on(async {
+        for allow in bad_allowlists {
+            if let Err(e) = refuses_to_start(&net.ns, allow).await {
+                failures.push(format!(
+                    "allowlist {allow:?} must be refused at start\n  - {e}"
+                ));
+            }
+        }
+        for case in &cases {
+            let errs = Env::run_one(w, net, groups, proxies, case).await;
+            if !errs.is_empty() {
+                failures.push(format!(
+                    "{} [{}] {}\n  - {}",
+                    case.name,
+                    case.group,
+                    show_req(&case.req),
+                    errs.join("\n  - ")
+                ));
+            }
+        }
+    });
+    let stderr = env.stderr_tail();
+    drop(env);
+    let total = cases.len() + bad_allowlists.len();
+    if !failures.is_empty() {
+        panic!(
+            "{} of {total} adversarial cases failed:\n\n{}\n\nthe proxies' stderr (last lines):\n{stderr}",
+            failures.len(),
+            failures.join("\n\n")
+        );
+    }
+    eprintln!("{total} adversarial cases passed");
 }
 
 /// A request as a short readable string for failure messages.
-fn show_req(r: &Req) -> String {
+pub fn show_req(r: &Req) -> String {
     let text = |b: &[u8]| {
         let s: String = String::from_utf8_lossy(&b[..b.len().min(160)]).into_owned();
         format!("{s:?}")
@@ -1087,6 +1154,6 @@ fn show_req(r: &Req) -> String {
         Req::Raw(b) => text(b),
         Req::Connect(a, then) => format!("CONNECT {a} then {}", text(&then.concat())),
         Req::Two(a, b) => format!("{} then {}", text(a), text(b)),
-        Req::Crowd(n, b) => format!("{n} idle connections, then {}", text(b)),
+        Req::Crowd(n, o, b) => format!("{n} connections sending {}, then {}", text(o), text(b)),
     }
 }

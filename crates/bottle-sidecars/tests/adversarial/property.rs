@@ -1,0 +1,249 @@
+//! The property: whatever request target an attacker writes (any method, scheme, userinfo,
+//! host spelling, port, path, `Host` header, and for `CONNECT` any ClientHello), the proxy of
+//! the `main` group connects only to a destination its allowlist allows, never looks a name up
+//! through the search list, and keeps running. Targets are drawn by proptest from the same
+//! hosts as the table (rebinding names, numeric spellings, literals of every class) mangled at
+//! random, plus random strings of URL characters; a failure is shrunk to a minimal request.
+//! `rebind-own-lo.test` is left out of the pool: the table asserts it on its own.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use super::cases::{hello, zone, GROUPS};
+use super::harness::{exchange, show_req, since, start, Env, Req};
+
+const HOSTS: &[&str] = &[
+    "allowed.test",
+    "www.wild.test",
+    "wild.test",
+    "evil.test",
+    "evilallowed.test",
+    "port.test",
+    "any.test",
+    "v6.test",
+    "mixed.test",
+    "mixed6.test",
+    "leak.test",
+    "intranet",
+    "localhost",
+    "nx.test",
+    "rebind-loop.test",
+    "rebind-priv.test",
+    "rebind-ll.test",
+    "rebind-shared.test",
+    "rebind-ula.test",
+    "rebind-mapped.test",
+    "rebind-compat.test",
+    "rebind-bundle.test",
+    "rebind-own.test",
+    "rebind.wild.test",
+    "198.51.100.20",
+    "3325256724",
+    "0xc6336414",
+    "198.51.100.21",
+    "203.0.113.9",
+    "127.0.0.1",
+    "0x7f000001",
+    "0177.0.0.1",
+    "2130706433",
+    "127.1",
+    "0",
+    "10.0.0.7",
+    "169.254.169.254",
+    "100.64.0.1",
+    "192.0.2.1",
+    "192.0.2.2",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:a00:7]",
+    "[fd00::7]",
+    "[fe80::1%25bt0]",
+    "[2001:db8:ffff::10]",
+    "[2001:db8:ffff:1::10]",
+    "1.2.3.4.5",
+];
+
+/// The destinations the `main` allowlist allows (what its names resolve to, on their ports).
+fn allowed(a: SocketAddr) -> bool {
+    let web = matches!(a.port(), 80 | 443);
+    match a.ip().to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let pub_ = |last: u8| v4 == Ipv4Addr::new(198, 51, 100, last);
+            ((pub_(10) || pub_(11) || pub_(20)) && web)
+                || (pub_(14) && a.port() == 8080)
+                || pub_(15)
+                || (o[..3] == [203, 0, 113] && web)
+        }
+        IpAddr::V6(v6) => v6.segments()[..4] == [0x2001, 0xdb8, 0xffff, 0] && web,
+    }
+}
+
+/// One way of spoiling a host name.
+fn mangle(host: &str, how: u8) -> String {
+    match how {
+        0 => host.to_ascii_uppercase(),
+        1 => format!("{host}."),
+        2 => host.replacen('.', "%2e", 1),
+        3 => format!("{host}.evil.test"),
+        4 => format!("evil.{host}"),
+        5 => format!("{host}%00"),
+        6 => host.replace('.', ".."),
+        _ => format!("{host}\\@evil.test"),
+    }
+}
+
+fn host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => select(HOSTS).prop_map(String::from),
+        2 => (select(HOSTS), 0u8..8).prop_map(|(h, m)| mangle(h, m)),
+        1 => "[a-z0-9.%:@_\\[\\]-]{0,24}",
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    method: &'static str,
+    scheme: &'static str,
+    userinfo: &'static str,
+    host: String,
+    port: &'static str,
+    path: &'static str,
+    host_header: u8,
+    sni: u8,
+}
+
+fn attempt() -> impl Strategy<Value = Attempt> {
+    (
+        select(&["GET", "POST", "DELETE", "CONNECT", "CONNECT"][..]),
+        select(
+            &[
+                "http://", "http://", "https://", "HTTP://", "", "//", "ftp://",
+            ][..],
+        ),
+        select(&["", "", "", "a@", "allowed.test@", "u:p@"][..]),
+        host(),
+        select(
+            &[
+                "", "", ":80", ":443", ":8080", ":22", ":0", ":1", ":65535", ":99999", ":+80", ":",
+                ":080",
+            ][..],
+        ),
+        select(&["/", "/a?b", "", "#@evil.test/", "?@evil.test"][..]),
+        0u8..5,
+        0u8..3,
+    )
+        .prop_map(
+            |(method, scheme, userinfo, host, port, path, host_header, sni)| Attempt {
+                method,
+                scheme,
+                userinfo,
+                host,
+                port,
+                path,
+                host_header,
+                sni,
+            },
+        )
+}
+
+impl Attempt {
+    fn req(&self) -> Req {
+        let authority = format!("{}{}{}", self.userinfo, self.host, self.port);
+        if self.method == "CONNECT" {
+            let sni = match self.sni {
+                0 => None,
+                1 => Some(self.host.as_str()),
+                _ => Some("evil.test"),
+            };
+            return Req::Connect(authority, vec![hello(sni)]);
+        }
+        let target = format!("{}{authority}{}", self.scheme, self.path);
+        let host = format!("{}{}", self.host, self.port);
+        let headers = match self.host_header {
+            0 => format!("Host: {host}\r\n"),
+            1 => "Host: evil.test\r\n".to_string(),
+            2 => String::new(),
+            3 => format!("Host: {host}\r\nHost: {host}\r\n"),
+            _ => format!("Host: {}\r\n", host.to_ascii_uppercase()),
+        };
+        Req::Raw(format!("{} {target} HTTP/1.1\r\n{headers}\r\n", self.method).into_bytes())
+    }
+}
+
+/// Runs the property; panics with the minimal failing request.
+pub fn run() {
+    let Some(mut env) = start("p", GROUPS, zone()) else {
+        return;
+    };
+    assert!(
+        env.setup_errors.is_empty(),
+        "proxies did not start: {:?}",
+        env.setup_errors
+    );
+    let Env {
+        proxies,
+        w,
+        rt,
+        net,
+        groups,
+        ..
+    } = &mut env;
+    let main = proxies.iter().position(|p| p.group == "main").unwrap();
+    let proxy = tokio::sync::Mutex::new(&mut proxies[main]);
+    let mut runner = TestRunner::new(Config {
+        cases: 200,
+        failure_persistence: None,
+        max_shrink_iters: 64,
+        max_shrink_time: 30_000,
+        ..Config::default()
+    });
+    let result = runner.run(&attempt(), |a| {
+        let req = a.req();
+        rt.block_on(async {
+            let (far0, dns0) = (w.far.lock().unwrap().len(), w.dns.lock().unwrap().len());
+            let mut p = proxy.lock().await;
+            let port = p.port;
+            exchange(w, port, &req, far0)
+                .await
+                .map_err(TestCaseError::fail)?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut errs = Vec::new();
+            for c in since(&w.far, far0) {
+                if !allowed(c.local) {
+                    errs.push(format!(
+                        "connected to {} ({} bytes)",
+                        c.local,
+                        c.bytes.len()
+                    ));
+                }
+            }
+            for q in since(&w.dns, dns0) {
+                if q.to_ascii_lowercase().contains("corp.example") {
+                    errs.push(format!("search-list lookup {q:?}"));
+                }
+            }
+            if let Some(exit) = Env::restart_if_dead(w, net, groups, &mut p, &mut errs).await {
+                errs.push(format!("the proxy exited ({exit})"));
+            }
+            if errs.is_empty() {
+                Ok(())
+            } else {
+                Err(TestCaseError::fail(format!(
+                    "{}: {}",
+                    show_req(&req),
+                    errs.join("; ")
+                )))
+            }
+        })
+    });
+    let stderr = env.stderr_tail();
+    drop(env);
+    if let Err(e) = result {
+        panic!("random targets: {e}\n\nthe proxies' stderr (last lines):\n{stderr}");
+    }
+}
