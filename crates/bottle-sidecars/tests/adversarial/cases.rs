@@ -20,7 +20,7 @@ pub const GROUPS: &[Group] = &[
                 rebind-bcast.test, rebind-ula.test, rebind-ll6.test, rebind-loop6.test, \
                 rebind-mapped.test, rebind-mapped-loop.test, rebind-compat.test, \
                 rebind-bundle.test, rebind-own.test, rebind-own-lo.test, rebind-unspec6.test, \
-                rebind-mcast6.test, unroutable.test, silent.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
+                rebind-mcast6.test, unroutable.test, silent.test, flip.test, flip2.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
         env: &[],
     },
     // Addresses in rules, in other spellings; explicit rules for otherwise refused classes.
@@ -111,6 +111,8 @@ pub fn zone() -> Zone {
         ("rebind.wild.test", &["10.0.0.7"]),
         ("localhost", &["127.0.0.1"]),
         ("unroutable.test", &["198.18.5.5"]),
+        ("flip.test", &["198.51.100.18"]),
+        ("flip2.test", &["198.51.100.18"]),
         ("pub.wide.test", &["198.51.100.17"]),
         ("rebind-loop.wide.test", &["127.0.0.1"]),
         ("rebind-priv.wide.test", &["10.0.0.7"]),
@@ -339,6 +341,8 @@ pub fn all() -> Vec<Case> {
         c("wide rule: opaque tunnel to a public name", "wide", connect("pub.wide.test:22", bytes("SSH-2.0-x\r\n")), s(200), A(""), Saw("198.51.100.17:22", "SSH-2.0-x")),
         c("wide rule: bare suffix", "wide", get("http://wide.test/"), s(403), D(NOT), N),
         c("wide rule: an IP literal is not a name under it", "wide", connect("198.51.100.10:22", vec![]), s(403), D(NOT_OR_CLASS), N),
+        c("rebinding between check and connect (one lookup only)", "main", get("http://flip.test/"), s(200), A(""), Conn("198.51.100.18:80")),
+        c("rebinding between check and connect, CONNECT", "main", connect("flip2.test:443", hello(Some("flip2.test"))), s(200), A(""), Saw("198.51.100.18:443", MARK)),
         c("IPv6-only name", "main", get("http://v6.test/"), s(200), A(""), Conn("[2001:db8:ffff::10]:80")),
 
         // Resolution: absolute names only, missing names.

@@ -278,6 +278,10 @@ impl Drop for Netns {
         }
         if let Some(etc) = &self.etc {
             let _ = std::fs::remove_dir_all(etc);
+            // /etc/netns itself, only if no one else has anything in it.
+            if let Some(parent) = etc.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
     }
 }
@@ -392,11 +396,12 @@ pub fn spawn_dns(u: std::net::UdpSocket, zone: Arc<Zone>, log: Shared<String>) {
     tokio::spawn(async move {
         let u = UdpSocket::from_std(u).unwrap();
         let mut buf = [0u8; 1500];
+        let mut asked = std::collections::HashSet::new();
         loop {
             let Ok((n, from)) = u.recv_from(&mut buf).await else {
                 continue;
             };
-            let Some(reply) = answer(&buf[..n], &zone, &log) else {
+            let Some(reply) = answer(&buf[..n], &zone, &log, &mut asked) else {
                 continue;
             };
             let _ = u.send_to(&reply, from).await;
@@ -404,7 +409,15 @@ pub fn spawn_dns(u: std::net::UdpSocket, zone: Arc<Zone>, log: Shared<String>) {
     });
 }
 
-fn answer(query: &[u8], zone: &Zone, log: &Shared<String>) -> Option<Vec<u8>> {
+/// Logs `name TYPE`. A `flip.` name rebinds: its zone addresses on the first query of each
+/// type, private ones (10.0.0.7, fd00::7) on every later query, so a proxy that looks a name
+/// up again after checking it connects where the far side sees it.
+fn answer(
+    query: &[u8],
+    zone: &Zone,
+    log: &Shared<String>,
+    asked_before: &mut std::collections::HashSet<String>,
+) -> Option<Vec<u8>> {
     let q = Packet::parse(query).ok()?;
     let mut r = Packet::new_reply(q.id());
     r.set_flags(PacketFlag::AUTHORITATIVE_ANSWER | PacketFlag::RECURSION_AVAILABLE);
@@ -413,12 +426,19 @@ fn answer(query: &[u8], zone: &Zone, log: &Shared<String>) -> Option<Vec<u8>> {
     }
     let question = q.questions.first()?.clone();
     let asked = question.qname.to_string();
-    log.lock().unwrap().push(asked.clone());
+    let entry = format!("{asked} {:?}", question.qtype);
+    log.lock().unwrap().push(entry.clone());
     let key = asked.trim_end_matches('.').to_ascii_lowercase();
     if key.starts_with("silent.") {
         return None; // a resolver that never answers
     }
-    match zone.get(key.as_str()) {
+    let flipped: Vec<IpAddr> = vec![[10, 0, 0, 7].into(), "fd00::7".parse().unwrap()];
+    let again = !asked_before.insert(entry.to_ascii_lowercase());
+    let found = match zone.get(key.as_str()) {
+        Some(_) if again && key.starts_with("flip") => Some(&flipped),
+        other => other,
+    };
+    match found {
         None => *r.rcode_mut() = RCODE::NameError,
         Some(addrs) => {
             for a in addrs {
@@ -779,6 +799,13 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
             "{n} decision lines, want {want_lines}: {decisions:?}"
         )),
     }
+    for l in mine("close") {
+        for field in ["bytes_up", "bytes_down", "duration_ms"] {
+            if !l[field].is_u64() {
+                errs.push(format!("close line: {field} is not a number: {l}"));
+            }
+        }
+    }
     if want_close && !matches!(case.dec, Dec::Refused(_)) {
         match mine("close").last() {
             None => errs.push("no close line for the allowed exchange".into()),
@@ -809,11 +836,20 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
 
     // The resolver.
     let queries = since(&w.dns, dns0);
-    if let Some(q) = queries.iter().find(|q| {
-        q.trim_end_matches('.')
-            .to_ascii_lowercase()
-            .ends_with("corp.example")
-    }) {
+    // One request (not two, not a crowd) looks each name up once.
+    let single = matches!(case.req, Req::Raw(_) | Req::Connect(..));
+    let mut once = std::collections::HashSet::new();
+    for q in &queries {
+        if !once.insert(q.to_ascii_lowercase()) && single {
+            errs.push(format!(
+                "looked up twice (a second lookup is a rebinding window): {q}"
+            ));
+        }
+    }
+    if let Some(q) = queries
+        .iter()
+        .find(|q| q.to_ascii_lowercase().contains("corp.example"))
+    {
         errs.push(format!("search-list leak: the resolver was asked {q:?}"));
     }
     let resolves = match case.dec {
