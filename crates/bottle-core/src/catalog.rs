@@ -16,6 +16,10 @@ pub const DAEMONS_ENV: &str = "BOTTLE_DAEMONS";
 pub const EGRESS_ALLOW_ENV: &str = "BOTTLE_EGRESS_ALLOW";
 /// The environment variable that carries the git upstreams (comma-separated `name=url`).
 pub const GIT_UPSTREAMS_ENV: &str = "BOTTLE_GIT_UPSTREAMS";
+/// The environment variable naming the bundle's secrets: the keys of the bottle's bare env
+/// entries, comma-separated (names only). The bundle reads their values from its own
+/// environment and refuses to carry them out.
+pub const SECRET_KEYS_ENV: &str = "BOTTLE_SECRET_KEYS";
 
 /// Whether a daemon's port is published for the agent or stays inside the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::allowlist::AllowRule;
 use crate::catalog::{
     Catalog, DaemonDef, Facing, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV,
+    SECRET_KEYS_ENV,
 };
 use crate::error::{Error, Result};
 use crate::labels;
@@ -318,6 +319,20 @@ pub fn plan(
         },
         EnvEntry::Inherit { key } => PlannedEnv::Inherit { key: key.clone() },
     }));
+    let secret_keys: Vec<&str> = spec
+        .env
+        .iter()
+        .filter_map(|e| match e {
+            EnvEntry::Inherit { key } => Some(key.as_str()),
+            EnvEntry::Value { .. } => None,
+        })
+        .collect();
+    if !secret_keys.is_empty() {
+        env.push(PlannedEnv::Value {
+            key: SECRET_KEYS_ENV.into(),
+            value: secret_keys.join(","),
+        });
+    }
 
     let publish = daemons
         .iter()

@@ -123,7 +123,7 @@ container bottle-sidecars-full
 loopback 127.77.155.152
 daemons pipelock,egress,git-gate,supervise
 publish 127.77.155.152:8888 127.77.155.152:9418 127.77.155.152:9100
-env BOTTLE_DAEMONS=pipelock,egress,git-gate,supervise BOTTLE_EGRESS_ALLOW=api.example.test:443,*.pkg.example.test BOTTLE_GIT_UPSTREAMS=https://git.example.test/repo.git MODE=strict TOKEN (inherited)",
+env BOTTLE_DAEMONS=pipelock,egress,git-gate,supervise BOTTLE_EGRESS_ALLOW=api.example.test:443,*.pkg.example.test BOTTLE_GIT_UPSTREAMS=https://git.example.test/repo.git MODE=strict TOKEN (inherited) BOTTLE_SECRET_KEYS=TOKEN",
     );
     // A fixed loopback address is used as given.
     check(

@@ -43,6 +43,20 @@ pub fn run(name: &str) -> Result<(), String> {
         limits.fit_open_files();
         let mut config = egress::Config::new(egress::allowlist_from_env()?);
         config.limits = limits;
+        let secrets = crate::leak::secrets_from_env();
+        config.scanner = crate::leak::Scanner::new(secrets.iter().map(|(k, v)| (k.as_str(), v)));
+        let short: Vec<&str> = secrets
+            .iter()
+            .filter(|(_, v)| v.len() < crate::leak::MIN_SECRET_LEN)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if !short.is_empty() {
+            note(&format!(
+                "not scanning for {} (values under {} bytes would match innocent text)",
+                short.join(", "),
+                crate::leak::MIN_SECRET_LEN
+            ));
+        }
         Some(config)
     } else {
         None
@@ -73,7 +87,8 @@ pub fn run(name: &str) -> Result<(), String> {
             (EGRESS, Some(config)) => {
                 note(&format!(
                     "listening on {addr} with {} allowlist rule(s){}; at most {} connections, \
-                     idle timeout {} s",
+                     idle timeout {} s; refusing to carry {} secret(s) and the known credential \
+                     formats",
                     config.allow.rules.len(),
                     if config.allow.rules.is_empty() {
                         ": every request will be denied"
@@ -82,6 +97,7 @@ pub fn run(name: &str) -> Result<(), String> {
                     },
                     config.limits.max_connections,
                     config.limits.idle_timeout.as_secs(),
+                    config.scanner.keys().len(),
                 ));
                 egress::serve(listener, config).await;
             }

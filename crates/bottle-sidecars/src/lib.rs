@@ -7,6 +7,7 @@
 //! - [`egress`]: the allowlisting HTTP/1.1 forward proxy, callable in-process;
 //! - [`supervise`]: a minimal MCP endpoint;
 //! - [`health`]: the image's health check;
+//! - [`leak`]: the credential scan of what leaves the bundle;
 //! - [`outq`]: output through a bounded queue, for the init and the proxy's log.
 
 pub mod catalog;
@@ -14,5 +15,6 @@ pub mod daemon;
 pub mod egress;
 pub mod health;
 pub mod init;
+pub mod leak;
 pub mod outq;
 pub mod supervise;

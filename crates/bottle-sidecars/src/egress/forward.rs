@@ -1,6 +1,10 @@
 //! Absolute-form plain HTTP: decided, then sent to the upstream in origin form with the `Host`
 //! it was decided on, the response streamed back, and one close line when the exchange ends.
 //!
+//! The request's target, headers and whole body are scanned for credentials
+//! ([`crate::leak`]) before anything is sent; bodies are therefore read whole first (at most
+//! [`MAX_BODY`]).
+//!
 //! A client connection keeps its last upstream connection and reuses it for the next request
 //! to the same target when that request's checked addresses include the one it is connected
 //! to: keep-alive through the proxy costs one upstream connection, not one per request.
@@ -8,13 +12,11 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
@@ -23,6 +25,9 @@ use hyper_util::rt::TokioIo;
 
 use super::target::{parse_authority, Target};
 use super::{Body, Conn, EventKind, EventLog, Proxy, Record, Refusal, Verdict};
+
+/// The largest request body the proxy reads (and scans) before forwarding; larger is a 413.
+pub const MAX_BODY: usize = 16 << 20;
 
 /// An upstream connection kept for the next request of the same client connection.
 pub(super) struct Pooled {
@@ -57,16 +62,48 @@ impl Proxy {
         // removed (hyper reads it by its Transfer-Encoding, RFC 9112 §6.3), and the body is
         // framed anew towards the upstream: the upstream never sees two framings.
         Self::check_host_header(&req, &target, Some(80))?;
-        let addrs = self.decide(&record.method, &target).await?;
+        let started = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        // The whole body is read before anything is sent: a credential in it must never reach
+        // the upstream, not even in part.
+        let body = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    Refusal {
+                        status: hyper::StatusCode::PAYLOAD_TOO_LARGE,
+                        verdict: Verdict::Denied,
+                        reason: format!(
+                            "body over {} MiB, the most the proxy scans",
+                            MAX_BODY >> 20
+                        ),
+                        body: format!(
+                            "bottle egress: request bodies over {} MiB are refused\n",
+                            MAX_BODY >> 20
+                        ),
+                    }
+                } else {
+                    Refusal::bad_request(format!("cannot read the request body: {e}"))
+                }
+            })?
+            .to_bytes();
+        let target_text = uri.to_string();
+        let mut carried: Vec<(String, &[u8])> = vec![("target".into(), target_text.as_bytes())];
+        for (name, value) in &parts.headers {
+            carried.push((format!("header {name}"), name.as_str().as_bytes()));
+            carried.push((format!("header {name}"), value.as_bytes()));
+        }
+        carried.push(("body".into(), &body));
+        let addrs = self.decide(&record.method, &target, &carried).await?;
+        drop(carried);
 
         let (mut sender, addr) = self.upstream_for(conn, &target, &addrs).await?;
         let mut decided = record.decision(Verdict::Allowed, None, None);
         decided.addr = Some(addr);
         (self.log)(decided);
 
-        let started = Instant::now();
-        let up = Arc::new(AtomicU64::new(0));
-        let (mut parts, body) = req.into_parts();
+        let up = body.len() as u64;
         parts.uri = origin_form(&uri);
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
@@ -74,11 +111,7 @@ impl Proxy {
         if let Ok(host) = HeaderValue::from_str(&target.host_header(80)) {
             parts.headers.insert(HOST, host);
         }
-        let body = Counting {
-            inner: body,
-            count: up.clone(),
-        }
-        .boxed();
+        let body = Full::new(body).map_err(|n| match n {}).boxed();
         let mut close = record.event(EventKind::Close);
         close.addr = Some(addr);
         match sender.send_request(Request::from_parts(parts, body)).await {
@@ -105,7 +138,7 @@ impl Proxy {
                 let why = format!("upstream {} failed: {e}", target.host_port());
                 close.status = Some(502);
                 close.reason = Some(why.clone());
-                close.bytes_up = Some(up.load(Ordering::Relaxed));
+                close.bytes_up = Some(up);
                 close.bytes_down = Some(0);
                 close.duration_ms = Some(started.elapsed().as_millis() as u64);
                 (self.log)(close);
@@ -178,44 +211,12 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A request body that counts its bytes.
-struct Counting {
-    inner: Incoming,
-    count: Arc<AtomicU64>,
-}
-
-impl HttpBody for Counting {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let poll = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &poll {
-            if let Some(data) = frame.data_ref() {
-                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-        }
-        poll
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// A response body that writes the exchange's close line when it is done with (ended, failed,
 /// or dropped because the client went away).
 struct Logged {
     inner: Incoming,
     down: u64,
-    up: Arc<AtomicU64>,
+    up: u64,
     started: Instant,
     close: Option<super::Event>,
     log: EventLog,
@@ -225,7 +226,7 @@ impl Logged {
     fn finish(&mut self, reason: Option<String>) {
         if let Some(mut close) = self.close.take() {
             close.reason = reason;
-            close.bytes_up = Some(self.up.load(Ordering::Relaxed));
+            close.bytes_up = Some(self.up);
             close.bytes_down = Some(self.down);
             close.duration_ms = Some(self.started.elapsed().as_millis() as u64);
             (self.log)(close);

@@ -45,6 +45,7 @@ use self::io::{Activity, Tracked};
 pub use self::log::{stdout_log, Event, EventKind, EventLog, Verdict};
 use self::policy::{Denial, LocalNets, Policy};
 use self::target::Target;
+use crate::leak::Scanner;
 
 /// The environment variable naming an allowlist file (one or more patterns a line, `#` comments).
 pub const ALLOW_FILE_ENV: &str = "BOTTLE_EGRESS_ALLOW_FILE";
@@ -179,15 +180,19 @@ pub struct Config {
     pub limits: Limits,
     /// The proxy's own interfaces, refused as destinations.
     pub local: LocalNets,
+    /// The credentials no request may carry out (the bottle's secrets and the known formats).
+    pub scanner: Scanner,
 }
 
 impl Config {
-    /// `allow` with the default limits and this namespace's interfaces.
+    /// `allow` with the default limits, this namespace's interfaces and a scanner for the
+    /// known credential formats only.
     pub fn new(allow: Allowlist) -> Config {
         Config {
             allow,
             limits: Limits::default(),
             local: LocalNets::read(),
+            scanner: Scanner::new(Vec::<(String, String)>::new()),
         }
     }
 }
@@ -203,6 +208,7 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
     http.timer(TokioTimer::new())
         .header_read_timeout(config.limits.header_timeout)
         .max_header_size(MAX_HEAD_BYTES);
+    let log = withholding(log, Arc::new(config.scanner.clone()));
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
     let waiters = Arc::new(Semaphore::new(FD_RESERVE as usize / 4));
     let proxy = Arc::new(Proxy {
@@ -211,6 +217,7 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
             local: config.local,
         },
         limits: config.limits,
+        scanner: config.scanner,
         log,
         http,
         shed: Notify::new(),
@@ -251,6 +258,24 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
     }
 }
 
+/// `log`, with any field the agent could have put a credential in (method, host, reason, which
+/// quotes what it refused) withheld when it carries one: the log never holds a secret.
+fn withholding(log: EventLog, scanner: Arc<Scanner>) -> EventLog {
+    Arc::new(move |mut event: Event| {
+        for field in [&mut event.method, &mut event.host] {
+            if let Some(found) = scanner.scan_name(field.as_bytes()) {
+                *field = format!("<withheld: carries {found}>");
+            }
+        }
+        if let Some(reason) = &mut event.reason {
+            if let Some(found) = scanner.scan_name(reason.as_bytes()) {
+                *reason = format!("<withheld: the reason quotes {found}>");
+            }
+        }
+        log(event)
+    })
+}
+
 /// Writes a diagnostic line to stderr, ignoring failures.
 fn eprintln_quiet(msg: &str) {
     use std::io::Write;
@@ -260,6 +285,7 @@ fn eprintln_quiet(msg: &str) {
 struct Proxy {
     policy: Policy,
     limits: Limits,
+    scanner: Scanner,
     log: EventLog,
     http: hyper::server::conn::http1::Builder,
     /// Tells keep-alive connections to close once idle, when the cap is reached.
@@ -499,9 +525,15 @@ impl Proxy {
         ))
     }
 
-    /// The allowlist, then one resolution and a check of every address: the addresses a
-    /// connection may go to.
-    async fn decide(&self, method: &str, target: &Target) -> Result<Vec<SocketAddr>, Refusal> {
+    /// The allowlist, then what the request carries (before any lookup: a name is itself
+    /// carried to the resolver), then one resolution and a check of every address: the
+    /// addresses a connection may go to.
+    async fn decide(
+        &self,
+        method: &str,
+        target: &Target,
+        carried: &[(String, &[u8])],
+    ) -> Result<Vec<SocketAddr>, Refusal> {
         if !self.policy.allows(target) {
             let hostport = target.host_port();
             return Err(Refusal::forbidden(
@@ -510,6 +542,26 @@ impl Proxy {
                     "bottle egress: {method} to {hostport} denied: it is not in this bottle's \
                      egress allowlist.\nTo allow it, add \"{hostport}\" to egress_allow of the \
                      bottle and restart it (a rule without a port allows 80 and 443 only).\n"
+                ),
+            ));
+        }
+        let name = target.host.to_string();
+        let found = self
+            .scanner
+            .scan_name(name.as_bytes())
+            .map(|f| (f, "target"));
+        let found = found.or_else(|| {
+            carried
+                .iter()
+                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
+        });
+        if let Some((found, place)) = found {
+            let reason = format!("carries {found} in the {place}");
+            return Err(Refusal::forbidden(
+                reason.clone(),
+                format!(
+                    "bottle egress: {method} denied: the request {reason}; a bottle never sends \
+                     its credentials out (the bundle adds them where they are due)\n"
                 ),
             ));
         }

@@ -58,7 +58,7 @@ impl Proxy {
                 ),
             ));
         }
-        let addrs = self.decide(&record.method, &target).await?;
+        let addrs = self.decide(&record.method, &target, &[]).await?;
         let (upstream, addr) = self.dial(&target, &addrs).await?;
         let mut decided = record.decision(Verdict::Allowed, Some(200), None);
         decided.addr = Some(addr);
