@@ -32,9 +32,17 @@ pub fn run(name: &str) -> Result<(), String> {
         signals.add(s);
     }
     let _ = signals.thread_unblock();
-    // If the init dies without stopping us (SIGKILL, a crash), die with it rather than keep a
-    // port bound with no one reaping or restarting us.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Started by our init: if it dies without stopping us (SIGKILL, a crash), die with it
+    // rather than keep a port bound with no one reaping or restarting us. Only then: the
+    // signal follows the thread that started us, so under another parent (a test, a
+    // benchmark spawning from a worker thread) it would kill us when that thread ends.
+    let by_init = std::env::var(crate::init::PARENT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+        .is_some_and(|p| p == nix::unistd::getppid().as_raw());
+    if by_init {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
 
     let port = port_of(def)?;
     // Configuration errors are found before binding, so a bad list never looks healthy.

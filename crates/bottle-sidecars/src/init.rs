@@ -26,6 +26,8 @@ use nix::unistd::{alarm, Pid};
 use crate::catalog::selected_from_env;
 use crate::outq::OutQueue;
 
+/// Tells a daemon the init started it (the init's pid), so it dies with the init.
+pub const PARENT_ENV: &str = "BOTTLE_INIT_PID";
 /// How long daemons get between SIGTERM and SIGKILL. Ours exit on SIGTERM at once; the original's
 /// 8 s grace made every teardown slow when a daemon ignored it.
 pub const GRACE: Duration = Duration::from_millis(300);
@@ -142,6 +144,7 @@ impl Init {
         self.slots[i].started = Instant::now();
         let spawned = Command::new(&self.exe)
             .args(["daemon", &name])
+            .env(PARENT_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

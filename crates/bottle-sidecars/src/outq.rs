@@ -11,6 +11,9 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The most bytes written at once.
+const BATCH: usize = 64 * 1024;
+
 /// The producer's end of a queue to a writer thread.
 #[derive(Debug)]
 pub struct OutQueue<T> {
@@ -48,12 +51,22 @@ impl<T: Send + 'static> OutQueue<T> {
             .stack_size(128 * 1024)
             .spawn(move || {
                 let mut out = out;
-                for item in rx {
-                    let bytes = render(item, d.swap(0, Ordering::Relaxed));
+                let mut batch = Vec::with_capacity(BATCH);
+                while let Ok(item) = rx.recv() {
+                    // Whatever else is queued goes out in the same write: under load, one system
+                    // call carries many lines.
+                    let mut items = 1;
+                    batch.extend_from_slice(&render(item, d.swap(0, Ordering::Relaxed)));
+                    while batch.len() < BATCH {
+                        let Ok(next) = rx.try_recv() else { break };
+                        batch.extend_from_slice(&render(next, d.swap(0, Ordering::Relaxed)));
+                        items += 1;
+                    }
                     // A closed output is not our problem to solve: keep draining so producers
                     // never wait.
-                    let _ = out.write_all(&bytes).and_then(|()| out.flush());
-                    p.fetch_sub(1, Ordering::Relaxed);
+                    let _ = out.write_all(&batch).and_then(|()| out.flush());
+                    batch.clear();
+                    p.fetch_sub(items, Ordering::Relaxed);
                 }
             })?;
         Ok(OutQueue {

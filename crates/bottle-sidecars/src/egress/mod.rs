@@ -45,7 +45,7 @@ use self::io::{Activity, Tracked};
 pub use self::log::{stdout_log, Event, EventKind, EventLog, Verdict};
 use self::policy::{Denial, LocalNets, Policy};
 use self::target::Target;
-use crate::leak::Scanner;
+use crate::leak::{Finding, Scanner};
 
 /// The environment variable naming an allowlist file (one or more patterns a line, `#` comments).
 pub const ALLOW_FILE_ENV: &str = "BOTTLE_EGRESS_ALLOW_FILE";
@@ -66,6 +66,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// File descriptors kept free beyond the connections' own, so accepting (and refusing) new
 /// connections, resolving and logging keep working when the connection cap is reached.
 const FD_RESERVE: u64 = 64;
+/// Pieces of a request up to this size are scanned together (see `Proxy::scan_carried`).
+const SMALL_PIECE: usize = 16 * 1024;
 /// How long a connection beyond the cap waits for an idle one to make room before its 503.
 const SLOT_WAIT: Duration = Duration::from_millis(250);
 
@@ -550,11 +552,7 @@ impl Proxy {
             .scanner
             .scan_name(name.as_bytes())
             .map(|f| (f, "target"));
-        let found = found.or_else(|| {
-            carried
-                .iter()
-                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
-        });
+        let found = found.or_else(|| self.scan_carried(carried));
         if let Some((found, place)) = found {
             let reason = format!("carries {found} in the {place}");
             return Err(Refusal::forbidden(
@@ -578,6 +576,31 @@ impl Proxy {
                     ),
                 )
             }
+        })
+    }
+
+    /// The first credential in what a request carries, and where. The small pieces (target,
+    /// headers) are scanned in one pass over their concatenation, which finds nothing for
+    /// almost every request; only then are they scanned one by one to say where.
+    fn scan_carried<'p>(&self, carried: &'p [(String, &[u8])]) -> Option<(Finding, &'p str)> {
+        let (small, large): (Vec<_>, Vec<_>) =
+            carried.iter().partition(|(_, b)| b.len() <= SMALL_PIECE);
+        let joined: Vec<u8> = small
+            .iter()
+            .flat_map(|(_, b)| b.iter().chain(b"\n"))
+            .copied()
+            .collect();
+        let in_small = self.scanner.scan(&joined).map(|whole| {
+            small
+                .iter()
+                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
+                // Split across pieces: found only when they are read together.
+                .unwrap_or((whole, "request head"))
+        });
+        in_small.or_else(|| {
+            large
+                .iter()
+                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
         })
     }
 
