@@ -20,7 +20,9 @@ pub const GROUPS: &[Group] = &[
                 rebind-bcast.test, rebind-ula.test, rebind-ll6.test, rebind-loop6.test, \
                 rebind-mapped.test, rebind-mapped-loop.test, rebind-compat.test, \
                 rebind-bundle.test, rebind-own.test, rebind-own-lo.test, rebind-unspec6.test, \
-                rebind-mcast6.test, unroutable.test, silent.test, flip.test, flip2.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
+                rebind-mcast6.test, rebind-nat64.test, rebind-nat64-loop.test, \
+                rebind-sitelocal.test, rebind-zero8.test, unroutable.test, silent.test, \
+                flip.test, flip2.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
         env: &[],
     },
     // Addresses in rules, in other spellings; explicit rules for otherwise refused classes.
@@ -109,6 +111,10 @@ pub fn zone() -> Zone {
         ("rebind-unspec6.test", &["::"]),
         ("rebind-mcast6.test", &["ff02::1"]),
         ("rebind.wild.test", &["10.0.0.7"]),
+        ("rebind-nat64.test", &["64:ff9b::a00:7"]),
+        ("rebind-nat64-loop.test", &["64:ff9b::7f00:1"]),
+        ("rebind-sitelocal.test", &["fec0::7"]),
+        ("rebind-zero8.test", &["0.1.2.3"]),
         ("localhost", &["127.0.0.1"]),
         ("unroutable.test", &["198.18.5.5"]),
         ("flip.test", &["198.51.100.18"]),
@@ -179,15 +185,27 @@ const RANDOM: &[u8; 32] = b"bottle adversarial client random";
 
 /// A syntactically valid TLS 1.3 ClientHello, with a server_name extension when `sni` is set.
 pub fn hello(sni: Option<&str>) -> Vec<u8> {
+    match sni {
+        Some(name) => hello_sni(&[&[name]]),
+        None => hello_sni(&[]),
+    }
+}
+
+/// A ClientHello with one server_name extension per element of `exts`, each listing those
+/// host names (an attacker's: the RFC allows one extension with one host name).
+fn hello_sni(exts: &[&[&str]]) -> Vec<u8> {
     let mut ext = Vec::new();
-    if let Some(name) = sni {
-        let n = name.as_bytes();
+    for names in exts {
+        let mut list = Vec::new();
+        for name in *names {
+            list.push(0); // host_name
+            list.extend((name.len() as u16).to_be_bytes());
+            list.extend(name.as_bytes());
+        }
         ext.extend(0u16.to_be_bytes()); // server_name
-        ext.extend((n.len() as u16 + 5).to_be_bytes());
-        ext.extend((n.len() as u16 + 3).to_be_bytes()); // server_name_list
-        ext.push(0); // host_name
-        ext.extend((n.len() as u16).to_be_bytes());
-        ext.extend(n);
+        ext.extend((list.len() as u16 + 2).to_be_bytes());
+        ext.extend((list.len() as u16).to_be_bytes()); // server_name_list
+        ext.extend(list);
     }
     ext.extend([0x00, 0x2b, 0x00, 0x05, 0x04, 0x03, 0x04, 0x03, 0x03]); // supported_versions
     let mut body = vec![0x03, 0x03];
@@ -334,6 +352,10 @@ pub fn all() -> Vec<Case> {
         c("rebinding to the bundle network's gateway", "main", get("http://rebind-bundle.test/"), s(403), D("resolves to a bundle-network address"), N),
         c("rebinding to the proxy's own bundle address", "main", get("http://rebind-own.test/"), s(403), D("resolves to a own address|resolves to an own address|resolves to a bundle-network address"), N),
         c("rebinding to an own address on lo", "main", get("http://rebind-own-lo.test/"), s(403), D("resolves to a own address|resolves to an own address"), N),
+        c("rebinding to NAT64 of a private address", "main", get("http://rebind-nat64.test/"), s(403), D("resolves to a private address"), N),
+        c("rebinding to NAT64 of loopback", "main", get("http://rebind-nat64-loop.test/"), s(403), D("resolves to a loopback address"), N),
+        c("rebinding to IPv6 site-local", "main", get("http://rebind-sitelocal.test/"), s(403), D("resolves to a private address"), N),
+        c("rebinding to 0.0.0.0/8", "main", get("http://rebind-zero8.test/"), s(403), D("resolves to a unspecified address|resolves to an unspecified address"), N),
         c("rebinding under a wildcard", "main", get("http://rebind.wild.test/"), s(403), D("resolves to a private address"), N),
         c("localhost", "main", get("http://localhost/"), s(403), D("resolves to a loopback address"), N),
         c("one public and one private address", "main", get("http://mixed.test/"), s(403), D("resolves to a private address 10.0.0.7"), N),
@@ -419,6 +441,8 @@ pub fn all() -> Vec<Case> {
         c("CONNECT to an IPv6 literal in an allowed CIDR", "main", connect("[2001:db8:ffff::10]:443", hello(None)), s(200), A(""), Saw("[2001:db8:ffff::10]:443", MARK)),
         c("CONNECT to an IPv6-only name", "main", connect("v6.test:443", hello(Some("v6.test"))), s(200), A(""), Saw("[2001:db8:ffff::10]:443", MARK)),
         c("SNI of the upstream's address", "main", connect("allowed.test:443", hello(Some("198.51.100.10"))), s(200), R("does not match"), Zero("198.51.100.10:443")),
+        c("two server_name extensions, the allowed one first", "main", connect("allowed.test:443", hello_sni(&[&["allowed.test"], &["evil.test"]])), s(200), R(""), Zero("198.51.100.10:443")),
+        c("two names in one server_name list, the allowed one first", "main", connect("allowed.test:443", hello_sni(&[&["allowed.test", "evil.test"]])), s(200), R(""), Zero("198.51.100.10:443")),
         c("SNI of another host", "main", connect("allowed.test:443", hello(Some("evil.test"))), s(200), R("does not match"), Zero("198.51.100.10:443")),
         c("SNI with the allowed name as prefix", "main", connect("allowed.test:443", hello(Some("allowed.test.evil.test"))), s(200), R("does not match"), Zero("198.51.100.10:443")),
         c("SNI with the allowed name as suffix", "main", connect("allowed.test:443", hello(Some("evilallowed.test"))), s(200), R("does not match"), Zero("198.51.100.10:443")),

@@ -39,7 +39,12 @@ const FAR_V4: &[&str] = &[
     "100.64.0.0/10",
     "169.254.0.0/16",
 ];
-const FAR_V6: &[&str] = &["2001:db8:ffff::/48", "fc00::/7"];
+const FAR_V6: &[&str] = &[
+    "2001:db8:ffff::/48",
+    "fc00::/7",
+    "fec0::/10",
+    "64:ff9b::/96",
+];
 /// Ports every upstream listens on, in both namespaces (dual-stack, any address).
 pub const UPSTREAM_PORTS: &[u16] = &[22, 25, 80, 443, 8080, 8443, 9099, 65535];
 /// First port of the proxies under test (one per allowlist group).
@@ -486,22 +491,15 @@ pub async fn spawn_proxy(
     stderr: Shared<String>,
 ) -> Result<Proxy, String> {
     let mut cmd = TokioCommand::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        ns,
-        env!("CARGO_BIN_EXE_bottle-sidecars"),
-        "daemon",
-        "egress",
-    ])
-    .env("BOTTLE_EGRESS_ALLOW", group.allow)
-    .env("BOTTLE_EGRESS_PORT", port.to_string())
-    .env("BOTTLE_EGRESS_HEADER_TIMEOUT_SECS", "2")
-    .envs(group.env.iter().copied())
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    cmd.args(["netns", "exec", ns, &proxy_bin(), "daemon", "egress"])
+        .env("BOTTLE_EGRESS_ALLOW", group.allow)
+        .env("BOTTLE_EGRESS_PORT", port.to_string())
+        .env("BOTTLE_EGRESS_HEADER_TIMEOUT_SECS", "2")
+        .envs(group.env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the proxy of group {}: {e}", group.name))?;
@@ -547,17 +545,17 @@ pub async fn spawn_proxy(
     })
 }
 
+/// The proxy binary under test: the one this crate builds, or the one named by
+/// `BOTTLE_ADVERSARIAL_PROXY` (to run the suite against another build of it).
+fn proxy_bin() -> String {
+    std::env::var("BOTTLE_ADVERSARIAL_PROXY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bottle-sidecars").to_string())
+}
+
 /// A proxy given `allow` must exit non-zero at once, without ever listening.
 async fn refuses_to_start(ns: &str, allow: &str) -> Result<(), String> {
     let mut child = TokioCommand::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_bottle-sidecars"),
-            "daemon",
-            "egress",
-        ])
+        .args(["netns", "exec", ns, &proxy_bin(), "daemon", "egress"])
         .env("BOTTLE_EGRESS_ALLOW", allow)
         .env("BOTTLE_EGRESS_PORT", (PROXY_PORT_BASE + 99).to_string())
         .stdin(Stdio::null())
