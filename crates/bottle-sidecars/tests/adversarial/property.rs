@@ -1,12 +1,14 @@
 //! The property: whatever request target an attacker writes (any method, scheme, userinfo,
 //! host spelling, port, path, `Host` header, and for `CONNECT` any ClientHello), the proxy of
-//! the `main` group connects only to a destination its allowlist allows, never looks a name up
-//! through the search list, and keeps running. Targets are drawn by proptest from the same
+//! the `main` group logs a decision line for it, connects only to a destination its allowlist
+//! allows and only after an allowed decision line naming that destination, never looks a name
+//! up through the search list, and keeps running. Targets are drawn by proptest from the same
 //! hosts as the table (rebinding names, numeric spellings, literals of every class) mangled at
 //! random, plus random strings of URL characters; a failure is shrunk to a minimal request.
 //! `rebind-own-lo.test` is left out of the pool: the table asserts it on its own.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -97,8 +99,22 @@ fn mangle(host: &str, how: u8) -> String {
     }
 }
 
+/// Hosts the `main` allowlist allows, drawn often so that many attempts get through and the
+/// rest of each attempt (port, userinfo, `Host`, SNI) is what decides.
+const ALLOWED_HOSTS: &[&str] = &[
+    "allowed.test",
+    "www.wild.test",
+    "any.test",
+    "port.test",
+    "v6.test",
+    "198.51.100.20",
+    "203.0.113.9",
+    "[2001:db8:ffff::10]",
+];
+
 fn host() -> impl Strategy<Value = String> {
     prop_oneof![
+        4 => select(ALLOWED_HOSTS).prop_map(String::from),
         4 => select(HOSTS).prop_map(String::from),
         2 => (select(HOSTS), 0u8..8).prop_map(|(h, m)| mangle(h, m)),
         1 => "[a-z0-9.%:@_\\[\\]-]{0,24}",
@@ -120,21 +136,24 @@ struct Attempt {
 fn attempt() -> impl Strategy<Value = Attempt> {
     (
         select(&["GET", "POST", "DELETE", "CONNECT", "CONNECT"][..]),
-        select(
-            &[
-                "http://", "http://", "https://", "HTTP://", "", "//", "ftp://",
-            ][..],
-        ),
-        select(&["", "", "", "a@", "allowed.test@", "u:p@"][..]),
+        prop_oneof![
+            6 => Just("http://"),
+            1 => select(&["https://", "HTTP://", "", "//", "ftp://"][..]),
+        ],
+        prop_oneof![
+            6 => Just(""),
+            1 => select(&["a@", "allowed.test@", "u:p@"][..]),
+        ],
         host(),
-        select(
-            &[
-                "", "", ":80", ":443", ":8080", ":22", ":0", ":1", ":65535", ":99999", ":+80", ":",
-                ":080",
-            ][..],
-        ),
-        select(&["/", "/a?b", "", "#@evil.test/", "?@evil.test"][..]),
-        0u8..5,
+        prop_oneof![
+            6 => select(&["", ":80", ":443", ":8080", ":22"][..]),
+            1 => select(&[":0", ":1", ":65535", ":99999", ":+80", ":", ":080"][..]),
+        ],
+        prop_oneof![
+            6 => select(&["/", "/a?b"][..]),
+            1 => select(&["", "#@evil.test/", "?@evil.test"][..]),
+        ],
+        prop_oneof![4 => Just(0u8), 1 => 1u8..5],
         0u8..3,
     )
         .prop_map(
@@ -155,6 +174,12 @@ impl Attempt {
     fn req(&self) -> Req {
         let authority = format!("{}{}{}", self.userinfo, self.host, self.port);
         if self.method == "CONNECT" {
+            // CONNECT without a port is a case of its own in the table; here, 443.
+            let authority = if self.port.is_empty() {
+                format!("{authority}:443")
+            } else {
+                authority
+            };
             let sni = match self.sni {
                 0 => None,
                 1 => Some(self.host.as_str()),
@@ -202,23 +227,69 @@ pub fn run() {
         max_shrink_time: 30_000,
         ..Config::default()
     });
+    // How many attempts reached an upstream: a property that never connects proves nothing.
+    let reached = AtomicUsize::new(0);
     let result = runner.run(&attempt(), |a| {
         let req = a.req();
         rt.block_on(async {
-            let (far0, dns0) = (w.far.lock().unwrap().len(), w.dns.lock().unwrap().len());
+            let (far0, dns0, lines0) = (
+                w.far.lock().unwrap().len(),
+                w.dns.lock().unwrap().len(),
+                w.lines.lock().unwrap().len(),
+            );
             let mut p = proxy.lock().await;
             let port = p.port;
-            exchange(w, port, &req, far0)
+            let (_, client) = exchange(w, port, &req, far0)
                 .await
                 .map_err(TestCaseError::fail)?;
+            // Every request is logged: wait (bounded) for its decision line.
+            let decisions = || -> Vec<serde_json::Value> {
+                since(&w.lines, lines0)
+                    .into_iter()
+                    .filter(|(p, v)| {
+                        *p == port && v["client"] == client.as_str() && v["event"] == "decision"
+                    })
+                    .map(|(_, v)| v)
+                    .collect()
+            };
+            for _ in 0..100 {
+                if !decisions().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
+            let decisions = decisions();
             let mut errs = Vec::new();
-            for c in since(&w.far, far0) {
+            if decisions.is_empty() {
+                errs.push(format!("no decision line with client {client}"));
+            }
+            let conns = since(&w.far, far0);
+            if !conns.is_empty() {
+                reached.fetch_add(1, Ordering::Relaxed);
+            }
+            for c in conns {
                 if !allowed(c.local) {
                     errs.push(format!(
                         "connected to {} ({} bytes)",
                         c.local,
                         c.bytes.len()
+                    ));
+                }
+                // No connection without an allowed decision naming it.
+                let logged = decisions.iter().any(|d| {
+                    d["decision"] == "allowed"
+                        && d["addr"]
+                            .as_str()
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            .is_some_and(|a| {
+                                SocketAddr::new(a.ip().to_canonical(), a.port()) == c.local
+                            })
+                });
+                if !logged {
+                    errs.push(format!(
+                        "connected to {} without an allowed decision line naming it: {decisions:?}",
+                        c.local
                     ));
                 }
             }
@@ -246,4 +317,10 @@ pub fn run() {
     if let Err(e) = result {
         panic!("random targets: {e}\n\nthe proxies' stderr (last lines):\n{stderr}");
     }
+    let reached = reached.into_inner();
+    assert!(
+        reached >= 5,
+        "only {reached} random requests reached an upstream: the generator no longer tries allowed targets"
+    );
+    eprintln!("random targets: every connection allowed; {reached} attempts reached an upstream");
 }
