@@ -828,9 +828,23 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
         }
     }
 
-    // The far side.
+    // The far side; and no connection without an allowed decision line naming it.
     let conns = since(&w.far, far0);
     check_far(&case.far, &conns, &mut errs);
+    let allowed_addrs: Vec<SocketAddr> = since(&w.lines, lines0)
+        .into_iter()
+        .filter(|(p, v)| *p == port && v["event"] == "decision" && v["decision"] == "allowed")
+        .filter_map(|(_, v)| v["addr"].as_str()?.parse().ok())
+        .map(canon)
+        .collect();
+    for c in &conns {
+        if !allowed_addrs.contains(&c.local) {
+            errs.push(format!(
+                "far side: {} was connected to without an allowed decision line naming it",
+                c.local
+            ));
+        }
+    }
 
     // The resolver.
     let queries = since(&w.dns, dns0);
