@@ -341,6 +341,7 @@ pub fn spawn_upstream(side: &'static str, l: std::net::TcpListener, log: Shared<
         let l = TcpListener::from_std(l).unwrap();
         loop {
             let Ok((mut s, _)) = l.accept().await else {
+                sleep(Duration::from_millis(10)).await; // never a busy loop
                 continue;
             };
             let local = canon(s.local_addr().unwrap());
@@ -404,6 +405,7 @@ pub fn spawn_dns(u: std::net::UdpSocket, zone: Arc<Zone>, log: Shared<String>) {
         let mut asked = std::collections::HashSet::new();
         loop {
             let Ok((n, from)) = u.recv_from(&mut buf).await else {
+                sleep(Duration::from_millis(10)).await; // never a busy loop
                 continue;
             };
             let Some(reply) = answer(&buf[..n], &zone, &log, &mut asked) else {
