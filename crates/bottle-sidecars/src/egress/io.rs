@@ -92,6 +92,11 @@ impl<S> Tracked<S> {
             written: Arc::default(),
         }
     }
+
+    /// The stream itself, for I/O that bypasses the counters (they are then the caller's).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {

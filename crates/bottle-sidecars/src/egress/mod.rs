@@ -19,6 +19,7 @@ mod forward;
 pub mod io;
 pub mod log;
 pub mod policy;
+mod splice;
 pub mod target;
 pub mod tls;
 mod tunnel;

@@ -23,20 +23,18 @@ pub struct LocalNets {
 }
 
 impl LocalNets {
-    /// Reads this network namespace's interfaces. Loopback interfaces are left out: their
-    /// addresses are refused as loopback, or are test upstreams in a namespace of their own.
+    /// Reads this network namespace's interfaces: every address of every interface is the
+    /// proxy's own; the networks of non-loopback interfaces are the bundle's (a loopback
+    /// interface's "network" is the machine itself, already refused as loopback or own).
     pub fn read() -> LocalNets {
         let mut local = LocalNets::default();
         let Ok(ifaces) = nix::ifaddrs::getifaddrs() else {
             return local;
         };
         for iface in ifaces {
-            if iface
+            let loopback = iface
                 .flags
-                .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
-            {
-                continue;
-            }
+                .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
             let (Some(addr), Some(mask)) = (iface.address, iface.netmask) else {
                 continue;
             };
@@ -52,6 +50,9 @@ impl LocalNets {
             };
             if let Some((ip, prefix)) = ip_and_prefix {
                 local.addrs.push(ip);
+                if loopback {
+                    continue;
+                }
                 if let Ok(net) = IpNet::new(ip, prefix) {
                     local.networks.push(net.trunc());
                 }
@@ -164,7 +165,7 @@ impl Policy {
         if self.allow.names_address(ip, port) {
             return Ok(());
         }
-        match self.local.class(ip).or_else(|| special_class(ip)) {
+        match special_class(ip).or_else(|| self.local.class(ip)) {
             Some(class) => Err(Denial::Address {
                 class,
                 ip,

@@ -34,6 +34,14 @@ impl Proxy {
         record: &mut Record,
         mut req: Request<Incoming>,
     ) -> Result<Response<Body>, Refusal> {
+        // Authority-form only (RFC 9110 §9.3.6): a scheme or a path is another request's target.
+        let uri = req.uri();
+        if uri.scheme().is_some() || uri.path_and_query().is_some() {
+            return Err(Refusal::bad_request(format!(
+                "CONNECT needs a host:port target, got {:?}",
+                uri.to_string()
+            )));
+        }
         let authority = req
             .uri()
             .authority()
@@ -77,10 +85,19 @@ impl Proxy {
             let activity: Activity = conn.activity.clone();
             let mut up = Tracked::new(upstream, activity.clone());
             let outcome = match on_upgrade.await {
-                Ok(client) => {
-                    let mut client = TokioIo::new(client);
-                    carry(&mut client, &mut up, &target, &activity, &limits).await
-                }
+                // Our own client socket under hyper's upgrade: tunnelled with splice(2).
+                Ok(client) => match client.downcast::<TokioIo<Tracked<TcpStream>>>() {
+                    Ok(parts) => {
+                        let mut client = parts.io.into_inner();
+                        let early = parts.read_buf.to_vec();
+                        carry_spliced(&mut client, early, &mut up, &target, &activity, &limits)
+                            .await
+                    }
+                    Err(client) => {
+                        let mut client = TokioIo::new(client);
+                        carry(&mut client, &mut up, &target, &activity, &limits).await
+                    }
+                },
                 Err(e) => Err(format!("client left before the tunnel opened: {e}")),
             };
             close.reason = outcome.err();
@@ -108,14 +125,17 @@ where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     if TLS_PORTS.contains(&target.port) {
-        let first = tokio::time::timeout(limits.header_timeout, read_hello(client, target))
-            .await
-            .map_err(|_| {
-                format!(
-                    "tunnel closed: no TLS ClientHello within {} s",
-                    limits.header_timeout.as_secs()
-                )
-            })??;
+        let first = tokio::time::timeout(
+            limits.header_timeout,
+            read_hello(client, Vec::new(), target),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "tunnel closed: no TLS ClientHello within {} s",
+                limits.header_timeout.as_secs()
+            )
+        })??;
         up.write_all(&first)
             .await
             .map_err(|e| format!("tunnel ended: {e}"))?;
@@ -129,13 +149,48 @@ where
     }
 }
 
-/// Reads the client's ClientHello and checks its server name; returns the bytes read, which
-/// go to the upstream unchanged.
-async fn read_hello<C>(client: &mut C, target: &Target) -> Result<Vec<u8>, String>
+/// [`carry`] for a client that is our own socket: the bytes hyper read past the CONNECT head
+/// (`early`) and the ClientHello check first, then splice(2) both ways.
+async fn carry_spliced(
+    client: &mut Tracked<TcpStream>,
+    early: Vec<u8>,
+    up: &mut Tracked<TcpStream>,
+    target: &Target,
+    activity: &Activity,
+    limits: &super::Limits,
+) -> Result<(), String> {
+    let first = if TLS_PORTS.contains(&target.port) {
+        tokio::time::timeout(limits.header_timeout, read_hello(client, early, target))
+            .await
+            .map_err(|_| {
+                format!(
+                    "tunnel closed: no TLS ClientHello within {} s",
+                    limits.header_timeout.as_secs()
+                )
+            })??
+    } else {
+        early
+    };
+    up.write_all(&first)
+        .await
+        .map_err(|e| format!("tunnel ended: {e}"))?;
+    let (sent, received) = (&up.written, &up.read);
+    let splice = super::splice::both_ways(client.get_ref(), up.get_ref(), sent, received, activity);
+    tokio::select! {
+        r = splice => r.map_err(|e| format!("tunnel ended: {e}")),
+        () = activity.idle(limits.idle_timeout) => Err(format!(
+            "tunnel closed: idle for {} s", limits.idle_timeout.as_secs()
+        )),
+    }
+}
+
+/// Reads the client's ClientHello (after the `early` bytes already read) and checks its server
+/// name; returns the bytes read, which go to the upstream unchanged.
+async fn read_hello<C>(client: &mut C, early: Vec<u8>, target: &Target) -> Result<Vec<u8>, String>
 where
     C: tokio::io::AsyncRead + Unpin,
 {
-    let mut buf = Vec::with_capacity(2048);
+    let mut buf = early;
     let mut chunk = [0u8; 4096];
     loop {
         match parse_client_hello(&buf) {
