@@ -145,9 +145,13 @@ impl Proxy {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The tail of what the proxy wrote to its diagnostics files, for an error message.
-    pub fn diagnostics(&self) -> String {
-        let mut out = String::new();
+    /// How the process ended (if it did) and the tail of what it wrote to its diagnostics
+    /// files, for an error message.
+    pub fn diagnostics(&mut self) -> String {
+        let mut out = match self.child.try_wait() {
+            Ok(Some(status)) => format!("{status} | "),
+            _ => String::new(),
+        };
         for name in ["stderr.log", "cache.log"] {
             let p = self.dir.join(format!("{}-{name}", self.contender.name()));
             let mut text = String::new();
@@ -275,10 +279,10 @@ pub fn start(c: Contender, programs: &Programs, up: Upstream, dir: &Path) -> Res
             return Ok(proxy);
         }
         if Instant::now() > deadline {
+            let addr = proxy.addr;
             return Err(format!(
-                "{} did not accept connections on {} within {START_TIMEOUT:?}: {}",
+                "{} did not accept connections on {addr} within {START_TIMEOUT:?}: {}",
                 c.name(),
-                proxy.addr,
                 proxy.diagnostics()
             ));
         }
