@@ -231,6 +231,14 @@ fn bytes(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
+/// A head of many small headers, well under 64 KiB in all.
+fn many_headers(n: usize) -> Req {
+    let headers: String = (0..n).map(|i| format!("X-H{i}: v\r\n")).collect();
+    raw(&format!(
+        "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n{headers}\r\n"
+    ))
+}
+
 /// A request head larger than the 64 KiB limit.
 fn oversized() -> Req {
     let pad = "a".repeat(70 * 1024);
@@ -250,6 +258,7 @@ pub fn all() -> Vec<Case> {
     vec![
         // The allowlist, by name.
         c("allowed name", "main", get("http://allowed.test/"), s(200), A(""), Host(U10, "allowed.test")),
+        c("an @ in the path is not userinfo", "main", get("http://allowed.test/@evil.test"), s(200), A(""), Host(U10, "allowed.test")),
         c("path and query are carried", "main", get("http://allowed.test/a/b?c=d"), s(200), A(""), Saw(U10, "GET /a/b?c=d HTTP/1.1")),
         c("name not in allowlist", "main", get("http://evil.test/"), s(403), D(NOT), N),
         c("allowed name as a suffix of another label", "main", get("http://evilallowed.test/"), s(403), D(NOT), N),
@@ -302,6 +311,7 @@ pub fn all() -> Vec<Case> {
         c("port 99999", "main", get("http://allowed.test:99999/"), s(400), D(""), N),
         c("port +80", "main", get("http://allowed.test:+80/"), s(400), D(""), N),
         c("two ports", "main", get("http://allowed.test:80:80/"), s(400), D(""), N),
+        c("full-width digits in the port", "main", get("http://allowed.test:\u{ff18}\u{ff10}/"), REFUSED_NAME, D(""), N),
         c("IPv6 literal without brackets", "main", get("http://::1/"), REFUSED_NAME, D(""), N),
         c("port -1", "main", get("http://allowed.test:-1/"), s(400), D(""), N),
         c("empty port", "main", get("http://allowed.test:/"), s(400), D(""), N),
@@ -404,6 +414,8 @@ pub fn all() -> Vec<Case> {
         c("unique-local literal", "main", get("http://[fd00::7]/"), s(403), D(NOT_OR_CLASS), N),
         c("shared-space literal", "main", get("http://100.64.0.1/"), s(403), D(NOT_OR_CLASS), N),
         c("the gateway literal", "main", get("http://192.0.2.2/"), s(403), D(NOT_OR_CLASS), N),
+        c("CONNECT to a scoped link-local literal", "main", connect("[fe80::1%bt0]:443", hello(None)), REFUSED_NAME, D(""), N),
+        c("CONNECT to mapped loopback", "main", connect("[::ffff:127.0.0.1]:443", hello(None)), s(403), D(NOT_OR_CLASS), N),
         c("the proxy itself", "main", connect("127.0.0.1:19100", vec![]), s(403), D(NOT_OR_CLASS), N),
         c("five numeric labels", "main", get("http://1.2.3.4.5/"), REFUSED_NAME, D(""), N),
         c("invalid octal label", "main", get("http://08.0.0.1/"), REFUSED_NAME, D(""), N),
@@ -468,6 +480,10 @@ pub fn all() -> Vec<Case> {
         c("HTTP/2 preface", "main", raw("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), OneOf(&[400, 505, 0]), D(""), N),
         c("HTTP/0.9 request line", "main", raw("GET http://allowed.test/\r\n\r\n"), PARSE, D(""), N),
         c("binary garbage", "main", Req::Raw(vec![0, 1, 2, 0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']), PARSE, D(""), N),
+        c("150 headers", "main", many_headers(150), OneOf(&[400, 431]), D(""), N),
+        c("a 70 KiB target", "main", get(&format!("http://allowed.test/{}", "a".repeat(70 * 1024))), OneOf(&[400, 414, 431]), D(""), N),
+        c("a Host header forging a log line", "main", raw("GET http://allowed.test/ HTTP/1.1\r\nHost: evil.test\",\"decision\":\"allowed\r\n\r\n"), REFUSED_NAME, D(""), N),
+        c("a non-UTF-8 byte in Host", "main", Req::Raw([&b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test"[..], &[0xff], b"\r\n\r\n"].concat()), REFUSED_NAME, D(""), N),
         c("head never finished (header timeout)", "main", raw("GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n"), Closed, D(""), N),
         c("non-ASCII host", "main", raw("GET http://\u{430}llowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"), REFUSED_NAME, D(""), N),
         c("lower-case connect is not CONNECT", "main", raw("connect allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n"), REFUSED_NAME, D(""), N),
