@@ -57,7 +57,8 @@
 //! leaves the choice open, or closed), expected decision line (`allowed`/`denied` and a reason
 //! substring; or a tunnel allowed then closed, with the close line's reason), and what the far
 //! side must have seen (nothing; a connection to exactly one upstream; zero bytes at it; the one
-//! `Host` it got; a substring of what it got). The proxy is started once per group (allowlist),
+//! `Host` it got; a substring of what it got); a case may also name the canonical `host` its
+//! decision line must carry (`.logs_host(..)`). The proxy is started once per group (allowlist),
 //! and the cases run one after another so that everything logged in between belongs to the
 //! case. A case's log lines are the ones whose `client` is the local address of its connection.
 //!

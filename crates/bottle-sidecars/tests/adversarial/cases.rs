@@ -21,14 +21,14 @@ pub const GROUPS: &[Group] = &[
                 rebind-mapped.test, rebind-mapped-loop.test, rebind-compat.test, \
                 rebind-bundle.test, rebind-own.test, rebind-own-lo.test, rebind-unspec6.test, \
                 rebind-mcast6.test, rebind-nat64.test, rebind-nat64-loop.test, \
-                rebind-sitelocal.test, rebind-zero8.test, unroutable.test, silent.test, \
+                rebind-sitelocal.test, rebind-zero8.test, rebind-bundle6.test, unroutable.test, silent.test, \
                 flip.test, flip2.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
         env: &[],
     },
     // Addresses in rules, in other spellings; explicit rules for otherwise refused classes.
     Group {
         name: "literal",
-        allow: "127.0.0.1:8080, 10.0.0.8, [fd00::8], 0x0a000009:8443",
+        allow: "127.0.0.1:8080, 10.0.0.8, [fd00::8], 0x0a000009:8443, 192.0.2.2:8080",
         env: &[],
     },
     Group {
@@ -115,6 +115,7 @@ pub fn zone() -> Zone {
         ("rebind-nat64-loop.test", &["64:ff9b::7f00:1"]),
         ("rebind-sitelocal.test", &["fec0::7"]),
         ("rebind-zero8.test", &["0.1.2.3"]),
+        ("rebind-bundle6.test", &["2001:db8:1::2"]),
         ("localhost", &["127.0.0.1"]),
         ("unroutable.test", &["198.18.5.5"]),
         ("flip.test", &["198.51.100.18"]),
@@ -269,8 +270,8 @@ pub fn all() -> Vec<Case> {
         c("wildcard, bare domain", "main", get("http://wild.test/"), s(403), D(NOT), N),
         c("wildcard, label suffix", "main", get("http://evilwild.test/"), s(403), D(NOT), N),
         c("wildcard domain as a prefix", "main", get("http://wild.test.evil.test/"), s(403), D(NOT), N),
-        c("upper case name", "main", get("http://ALLOWED.TEST/"), s(200), A(""), Conn(U10)),
-        c("trailing dot", "main", get("http://allowed.test./"), s(200), A(""), Conn(U10)),
+        c("upper case name", "main", get("http://ALLOWED.TEST/"), s(200), A(""), Conn(U10)).logs_host("allowed.test"),
+        c("trailing dot", "main", get("http://allowed.test./"), s(200), A(""), Conn(U10)).logs_host("allowed.test"),
         c("trailing dot, not allowed", "main", get("http://evil.test./"), s(403), D(NOT), N),
         c("two trailing dots", "main", get("http://allowed.test../"), REFUSED_NAME, D(""), N),
         c("percent-encoded dot", "main", get("http://allowed%2etest/"), REFUSED_NAME, D(""), N),
@@ -360,6 +361,7 @@ pub fn all() -> Vec<Case> {
         c("rebinding to IPv4-mapped loopback", "main", get("http://rebind-mapped-loop.test/"), s(403), D("resolves to a loopback address"), N),
         c("rebinding to IPv4-compatible private", "main", get("http://rebind-compat.test/"), s(403), D("resolves to a private address"), N),
         c("rebinding to the bundle network's gateway", "main", get("http://rebind-bundle.test/"), s(403), D("resolves to a bundle-network address"), N),
+        c("rebinding to the bundle network's IPv6 gateway", "main", get("http://rebind-bundle6.test/"), s(403), D("resolves to a bundle-network address"), N),
         c("rebinding to the proxy's own bundle address", "main", get("http://rebind-own.test/"), s(403), D("resolves to a own address|resolves to an own address|resolves to a bundle-network address"), N),
         c("rebinding to an own address on lo", "main", get("http://rebind-own-lo.test/"), s(403), D("resolves to a own address|resolves to an own address"), N),
         c("rebinding to NAT64 of a private address", "main", get("http://rebind-nat64.test/"), s(403), D("resolves to a private address"), N),
@@ -394,18 +396,18 @@ pub fn all() -> Vec<Case> {
         c("literal in an allowed CIDR", "main", get("http://203.0.113.5/"), s(200), A(""), Conn("203.0.113.5:80")),
         c("IPv6 literal in an allowed CIDR", "main", get("http://[2001:db8:ffff::10]/"), s(200), A(""), Conn("[2001:db8:ffff::10]:80")),
         c("IPv6 literal outside the CIDR", "main", get("http://[2001:db8:ffff:1::10]/"), s(403), D(NOT), N),
-        c("allowed literal as one decimal number", "main", get("http://3325256724/"), s(200), A(""), Conn("198.51.100.20:80")),
-        c("allowed literal in hex", "main", get("http://0xc6336414/"), s(200), A(""), Conn("198.51.100.20:80")),
-        c("allowed literal in octal", "main", get("http://0306.063.0144.024/"), s(200), A(""), Conn("198.51.100.20:80")),
+        c("allowed literal as one decimal number", "main", get("http://3325256724/"), s(200), A(""), Conn("198.51.100.20:80")).logs_host("198.51.100.20"),
+        c("allowed literal in hex", "main", get("http://0xc6336414/"), s(200), A(""), Conn("198.51.100.20:80")).logs_host("198.51.100.20"),
+        c("allowed literal in octal", "main", get("http://0306.063.0144.024/"), s(200), A(""), Conn("198.51.100.20:80")).logs_host("198.51.100.20"),
         c("allowed literal as a.b.c", "main", get("http://198.51.25620/"), s(200), A(""), Conn("198.51.100.20:80")),
-        c("allowed literal IPv4-mapped", "main", get("http://[::ffff:198.51.100.20]/"), s(200), A(""), Conn("198.51.100.20:80")),
+        c("allowed literal IPv4-mapped", "main", get("http://[::ffff:198.51.100.20]/"), s(200), A(""), Conn("198.51.100.20:80")).logs_host("198.51.100.20"),
         c("leading zeros are octal, not padding", "main", get("http://198.051.100.020/"), s(403), D(NOT), N),
         c("hex spelling of a literal not allowed", "main", get("http://0xc6336415/"), s(403), D(NOT), N),
         c("loopback literal", "main", get("http://127.0.0.1/"), s(403), D(NOT_OR_CLASS), N),
-        c("loopback in hex", "main", get("http://0x7f000001/"), s(403), D(NOT_OR_CLASS), N),
+        c("loopback in hex", "main", get("http://0x7f000001/"), s(403), D(NOT_OR_CLASS), N).logs_host("127.0.0.1"),
         c("loopback in octal", "main", get("http://0177.0.0.1/"), s(403), D(NOT_OR_CLASS), N),
         c("loopback as one number", "main", get("http://2130706433/"), s(403), D(NOT_OR_CLASS), N),
-        c("loopback short form", "main", get("http://127.1/"), s(403), D(NOT_OR_CLASS), N),
+        c("loopback short form", "main", get("http://127.1/"), s(403), D(NOT_OR_CLASS), N).logs_host("127.0.0.1"),
         c("loopback IPv4-mapped", "main", get("http://[::ffff:127.0.0.1]/"), s(403), D(NOT_OR_CLASS), N),
         c("IPv6 loopback", "main", get("http://[::1]/"), s(403), D(NOT_OR_CLASS), N),
         c("zero address", "main", get("http://0/"), s(403), D(NOT_OR_CLASS), N),
@@ -439,6 +441,8 @@ pub fn all() -> Vec<Case> {
         c("explicit unique-local rule, upper case", "literal", get("http://[FD00::8]/"), s(200), A(""), Conn("[fd00::8]:80")),
         c("explicit unique-local rule, long form", "literal", get("http://[fd00:0:0:0::8]/"), s(200), A(""), Conn("[fd00::8]:80")),
         c("explicit unique-local rule, neighbour", "literal", get("http://[fd00::9]/"), s(403), D(NOT_OR_CLASS), N),
+        c("explicit rule for the bundle network's gateway", "literal", get("http://192.0.2.2:8080/"), s(200), A(""), Conn("192.0.2.2:8080")),
+        c("explicit gateway rule, other port", "literal", get("http://192.0.2.2/"), s(403), D(NOT_OR_CLASS), N),
         c("rule spelled in hex", "literal", get("http://10.0.0.9:8443/"), s(200), A(""), Conn("10.0.0.9:8443")),
 
         // CONNECT to 443: the first bytes must be a ClientHello for the CONNECT host.

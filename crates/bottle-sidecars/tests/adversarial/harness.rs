@@ -138,6 +138,16 @@ pub struct Case {
     pub status: St,
     pub dec: Dec,
     pub far: Far,
+    /// The `host` the decision line must name (the canonical form), when set.
+    pub log_host: Option<&'static str>,
+}
+
+impl Case {
+    /// Also asserts the decision line's `host` (the canonical form of what was asked).
+    pub fn logs_host(mut self, host: &'static str) -> Case {
+        self.log_host = Some(host);
+        self
+    }
 }
 
 /// One line of the table.
@@ -156,6 +166,7 @@ pub fn c(
         status,
         dec,
         far,
+        log_host: None,
     }
 }
 
@@ -898,6 +909,11 @@ fn check_decision(d: &Value, case: &Case, status: Option<u16>, errs: &mut Vec<St
             "decision: want {want}, got {} (reason {})",
             d["decision"], d["reason"]
         ));
+    }
+    if let Some(h) = case.log_host {
+        if d["host"] != h {
+            errs.push(format!("decision host: want {h:?}, got {}", d["host"]));
+        }
     }
     if !reason_matches(&d["reason"], why) {
         errs.push(format!("reason: want {why:?}, got {}", d["reason"]));
