@@ -650,6 +650,16 @@ pub struct World {
     pub stderr: Shared<String>,
 }
 
+/// Whether log line `v` is about the connection from `client` (`ip:port`, any IPv4 spelling:
+/// an IPv4-mapped `[::ffff:127.0.0.1]:p` is the same client).
+pub fn is_client(v: &Value, client: &str) -> bool {
+    let parse = |s: &str| s.parse::<SocketAddr>().ok().map(canon);
+    match (v["client"].as_str().and_then(parse), parse(client)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 pub fn since<T: Clone>(v: &Shared<T>, from: usize) -> Vec<T> {
     v.lock().unwrap()[from..].to_vec()
 }
@@ -791,7 +801,7 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
     let mine = |ev: &str| -> Vec<Value> {
         since(&w.lines, lines0)
             .into_iter()
-            .filter(|(p, v)| *p == port && v["client"] == client.as_str() && v["event"] == ev)
+            .filter(|(p, v)| *p == port && is_client(v, &client) && v["event"] == ev)
             .map(|(_, v)| v)
             .collect()
     };

@@ -16,7 +16,7 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::cases::{hello, zone, GROUPS};
-use super::harness::{exchange, show_req, since, start, Env, Req};
+use super::harness::{exchange, is_client, show_req, since, start, Env, Req};
 
 const HOSTS: &[&str] = &[
     "allowed.test",
@@ -247,7 +247,7 @@ pub fn run() {
                 since(&w.lines, lines0)
                     .into_iter()
                     .filter(|(p, v)| {
-                        *p == port && v["client"] == client.as_str() && v["event"] == "decision"
+                        *p == port && is_client(v, &client) && v["event"] == "decision"
                     })
                     .map(|(_, v)| v)
                     .collect()
