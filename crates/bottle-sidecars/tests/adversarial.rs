@@ -53,7 +53,8 @@
 //!
 //! `cases.rs` is a table, one line per case (adding a case is adding a line): name, allowlist
 //! group, what is sent (raw bytes; `CONNECT` then bytes in the tunnel, in one or more writes;
-//! two requests on one connection; or a request after a crowd of open tunnels), expected status (a code, one of several where the spec
+//! two requests on one connection; a request after a crowd of open tunnels; a head dripped a
+//! byte at a time; or a tunnel left silent past the idle timeout), expected status (a code, one of several where the spec
 //! leaves the choice open, or closed), expected decision line (`allowed`/`denied` and a reason
 //! substring; or a tunnel allowed then closed, with the close line's reason), and what the far
 //! side must have seen (nothing; a connection to exactly one upstream; zero bytes at it; the one

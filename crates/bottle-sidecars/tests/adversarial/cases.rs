@@ -42,6 +42,12 @@ pub const GROUPS: &[Group] = &[
         allow: "allowed.test, any.test:*",
         env: &[("BOTTLE_EGRESS_MAX_CONNECTIONS", "3")],
     },
+    // Short idle timeout.
+    Group {
+        name: "idle",
+        allow: "any.test:*",
+        env: &[("BOTTLE_EGRESS_IDLE_TIMEOUT_SECS", "1")],
+    },
     // A careless wide rule: rebinding must still be refused, on every port.
     Group {
         name: "wide",
@@ -489,6 +495,7 @@ pub fn all() -> Vec<Case> {
         c("a Host header forging a log line", "main", raw("GET http://allowed.test/ HTTP/1.1\r\nHost: evil.test\",\"decision\":\"allowed\r\n\r\n"), REFUSED_NAME, D(""), N),
         c("a non-UTF-8 byte in Host", "main", Req::Raw([&b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test"[..], &[0xff], b"\r\n\r\n"].concat()), REFUSED_NAME, D(""), N),
         c("head never finished (header timeout)", "main", raw("GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n"), Closed, D(""), N),
+        c("a head dripped a byte at a time (slowloris) is cut at the header timeout", "main", Req::Drip(bytes("GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"), 100), OneOf(&[408, 0]), D(""), N),
         c("non-ASCII host", "main", raw("GET http://\u{430}llowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n"), REFUSED_NAME, D(""), N),
         c("lower-case connect is not CONNECT", "main", raw("connect allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n"), REFUSED_NAME, D(""), N),
         c("GET in authority-form", "main", raw("GET allowed.test:80 HTTP/1.1\r\nHost: allowed.test:80\r\n\r\n"), s(400), D(""), N),
@@ -519,6 +526,7 @@ pub fn all() -> Vec<Case> {
 
         // The connection cap.
         c("over the connection cap (three open tunnels)", "crowded", Req::Crowd(3, bytes("CONNECT any.test:22 HTTP/1.1\r\nHost: any.test:22\r\n\r\n"), get("http://allowed.test/").into_bytes()), s(503), Dec::Any, Conn("198.51.100.15:22")),
+        c("a silent tunnel is closed at the idle timeout", "idle", Req::Silent("any.test:22".into(), 4), s(200), R(""), Zero("198.51.100.15:22")),
         c("under the cap again once the crowd left", "crowded", get("http://allowed.test/"), s(200), A(""), Conn(U10)),
     ]
 }

@@ -80,6 +80,11 @@ pub enum Req {
     /// This many connections held open first, each having sent the first bytes and read a
     /// response (say a `CONNECT` whose tunnel stays open), then the second bytes on one more.
     Crowd(usize, Vec<u8>, Vec<u8>),
+    /// The bytes one at a time, this many milliseconds apart (slowloris), then read a response.
+    Drip(Vec<u8>, u64),
+    /// `CONNECT authority`, then nothing: the proxy must close the tunnel within this many
+    /// seconds (the idle timeout).
+    Silent(String, u64),
 }
 
 impl Req {
@@ -602,6 +607,8 @@ async fn refuses_to_start(ns: &str, allow: &str) -> Result<(), String> {
 pub struct Seen {
     pub status: Option<u16>,
     pub head: String,
+    /// For `Silent`: whether the proxy closed the connection in time.
+    pub closed: bool,
 }
 
 /// Reads one response head (and its Content-Length body); `status: None` if the connection
@@ -638,7 +645,11 @@ async fn read_response(s: &mut TcpStream) -> Seen {
             _ => break,
         }
     }
-    Seen { status, head }
+    Seen {
+        status,
+        head,
+        closed: false,
+    }
 }
 
 /// Everything the suite shares while it runs.
@@ -720,6 +731,27 @@ pub async fn exchange(
             let _ = s.write_all(bytes).await;
             read_response(&mut s).await
         }
+        Req::Drip(bytes, ms) => {
+            // Bounded by the byte count; stops at the first failed write (the proxy closed).
+            for b in bytes {
+                if s.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                sleep(Duration::from_millis(*ms)).await;
+            }
+            read_response(&mut s).await
+        }
+        Req::Silent(authority, secs) => {
+            let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+            let _ = s.write_all(head.as_bytes()).await;
+            let mut seen = read_response(&mut s).await;
+            let mut b = [0u8; 64];
+            seen.closed = matches!(
+                timeout(Duration::from_secs(*secs), s.read(&mut b)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            );
+            seen
+        }
         Req::Connect(authority, then) => {
             let head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
             let _ = s.write_all(head.as_bytes()).await;
@@ -769,6 +801,10 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
         Ok(r) => r,
         Err(e) => return vec![e],
     };
+
+    if matches!(case.req, Req::Silent(..)) && !seen.closed {
+        errs.push("the silent tunnel was still open after the idle timeout".into());
+    }
 
     // The status.
     let ok = match (&case.status, seen.status) {
@@ -872,7 +908,7 @@ pub async fn run_case(w: &World, port: u16, case: &Case) -> Vec<String> {
     // The resolver.
     let queries = since(&w.dns, dns0);
     // One request (not two, not a crowd) looks each name up once.
-    let single = matches!(case.req, Req::Raw(_) | Req::Connect(..));
+    let single = !matches!(case.req, Req::Two(..) | Req::Crowd(..));
     let mut once = std::collections::HashSet::new();
     for q in &queries {
         if !once.insert(q.to_ascii_lowercase()) && single {
@@ -929,7 +965,7 @@ fn check_decision(d: &Value, case: &Case, status: Option<u16>, errs: &mut Vec<St
         errs.push(format!("reason: want {why:?}, got {}", d["reason"]));
     }
     // A refusal's line carries the status the attacker got; so does a tunnel's 200.
-    let tunnel = matches!(case.req, Req::Connect(..));
+    let tunnel = matches!(case.req, Req::Connect(..) | Req::Silent(..));
     if (want == "denied" || tunnel || status == Some(502)) && status.is_some() {
         let got = d["status"].as_u64();
         if got != status.map(u64::from) {
@@ -1230,6 +1266,8 @@ pub fn show_req(r: &Req) -> String {
         Req::Raw(b) => text(b),
         Req::Connect(a, then) => format!("CONNECT {a} then {}", text(&then.concat())),
         Req::Two(a, b) => format!("{} then {}", text(a), text(b)),
+        Req::Drip(b, ms) => format!("{} a byte every {ms} ms", text(b)),
+        Req::Silent(a, secs) => format!("CONNECT {a} then {secs} s of silence"),
         Req::Crowd(n, o, b) => format!("{n} connections sending {}, then {}", text(o), text(b)),
     }
 }
