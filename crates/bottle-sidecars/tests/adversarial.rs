@@ -9,20 +9,19 @@
 //! CI it skips with a note when it cannot make them). Neither namespace is connected to the
 //! machine's own: no traffic can leave.
 //!
-//! - **The proxy's namespace** `bt-adv-<pid>-<test>`: `lo` (plus an own address 198.18.0.1 on it) and
-//!   one end of a veth pair, `bt0`, carrying the "bundle network" 192.0.2.0/24 and
+//! - **The proxy's namespace** `bt-adv-<pid>-<test>`: `lo` (plus an own address 198.18.0.1
+//!   on it) and one end of a veth pair, `bt0`, carrying the "bundle network" 192.0.2.0/24 and
 //!   2001:db8:1::/64, as the bundle container has. Its only routes, besides the connected ones,
 //!   send the documentation ranges (198.51.100.0/24, 203.0.113.0/24, 2001:db8:ffff::/48) *and
 //!   every private class* (10/8, 172.16/12, 192.168/16, 100.64/10, 169.254/16, fc00::/7,
-//!   fec0::/10, 64:ff9b::/96) to
-//!   the gateway 192.0.2.2. The proxies run here under `ip netns exec`, so the resolver files
-//!   the test writes to `/etc/netns/<ns>/` are theirs: `nameserver 127.0.0.1`,
-//!   `search corp.example`, `options ndots:5`.
-//! - **The far namespace** `bt-adv-<pid>-<test>-far`: the other end of the veth (the gateway), where
-//!   each routed range is a `local` route on `lo`. Upstream listeners on `[::]` (dual-stack)
-//!   on ports 22, 25, 80, 443, 8080, 8443, 9099, 65535 therefore accept a connection to *any*
-//!   address of those ranges. A proxy that wrongly connects to 10.0.0.7 or 169.254.169.254 is
-//!   seen doing it, instead of being saved by a missing route.
+//!   fec0::/10, 64:ff9b::/96) to the gateway 192.0.2.2. The proxies run here under
+//!   `ip netns exec`, so the resolver files the test writes to `/etc/netns/<ns>/` are theirs:
+//!   `nameserver 127.0.0.1`, `search corp.example`, `options ndots:5`.
+//! - **The far namespace** `bt-adv-<pid>-<test>-far`: the other end of the veth (the gateway),
+//!   where each routed range is a `local` route on `lo`. Upstream listeners on `[::]`
+//!   (dual-stack) on ports 22, 25, 80, 443, 8080, 8443, 9099, 65535 therefore accept a
+//!   connection to *any* address of those ranges. A proxy that wrongly connects to 10.0.0.7 or
+//!   169.254.169.254 is seen doing it, instead of being saved by a missing route.
 //!
 //! Why two namespaces and not upstream addresses on `lo`: the spec refuses "the proxy's own
 //! addresses", so an upstream on an address of the proxy's own interfaces would be refused as
@@ -54,8 +53,8 @@
 //! `cases.rs` is a table, one line per case (adding a case is adding a line): name, allowlist
 //! group, what is sent (raw bytes; `CONNECT` then bytes in the tunnel, in one or more writes;
 //! two requests on one connection; a request after a crowd of open tunnels; a head dripped a
-//! byte at a time; or a tunnel left silent past the idle timeout), expected status (a code, one of several where the spec
-//! leaves the choice open, or closed), expected decision line (`allowed`/`denied` and a reason
+//! byte at a time; or a tunnel left silent past the idle timeout), expected status (a code, one
+//! of several where the spec leaves the choice open, or closed), expected decision line (`allowed`/`denied` and a reason
 //! substring; or a tunnel allowed then closed, with the close line's reason), and what the far
 //! side must have seen (nothing; a connection to exactly one upstream; zero bytes at it; the one
 //! `Host` it got; a substring of what it got); a case may also name the canonical `host` its
@@ -69,13 +68,15 @@
 //! exchange has a close line with the upstream's 200, and every close line has its counters; no
 //! query of the search domain was ever sent; a request denied before resolution (anything but
 //! `resolves to`) looked up no name at all; one request looked each name up once (a second
-//! lookup is a rebinding window); and the proxy is still running afterwards (it is restarted if
+//! lookup is a rebinding window); no upstream was connected to without an allowed decision line
+//! naming it; and the proxy is still running afterwards (it is restarted if
 //! not and the case fails; if it was killed from outside, by SIGTERM or SIGKILL, the case is run
 //! again once). The same table also lists allowlists the proxy must refuse to start with.
 //!
-//! The cases encode `egress-spec` as written; where the spec leaves a choice open (400 or 403
-//! for a refused spelling, the reason for an address in two classes) a case accepts each. A
-//! failing case is a finding about the proxy, not something to adjust the table to.
+//! The cases encode the proxy's contract as written (the egress behaviour summarised in
+//! `docs/SECURITY.md`); where it leaves a choice open (400 or 403 for a refused spelling, the
+//! reason for an address in two classes) a case accepts each. A failing case is a finding about
+//! the proxy, not something to adjust the table to.
 //!
 //! Every case runs; the test fails once at the end listing every failing case with what it
 //! sent and each mismatch, followed by the proxies' last stderr lines.
@@ -84,9 +85,10 @@
 //!
 //! `property.rs` draws random requests with proptest (methods, schemes, userinfo, the table's
 //! hosts as written or mangled, random URL-ish strings, ports, paths, `Host` headers, SNIs)
-//! against the `main` allowlist, and checks that no connection ever reaches a destination that
-//! allowlist does not allow, that no search-list lookup happens, and that the proxy survives;
-//! a failure is shrunk to a minimal request.
+//! against the `main` allowlist, and checks that each gets a decision line, that no connection
+//! ever reaches a destination that allowlist does not allow or lacks an allowed decision line
+//! naming it, that no search-list lookup happens, and that the proxy survives; a failure is
+//! shrunk to a minimal request.
 //!
 //! `BOTTLE_ADVERSARIAL_PROXY=/path/to/bottle-sidecars` runs both against another build of the
 //! proxy.
