@@ -54,13 +54,14 @@
 //! group, what is sent (raw bytes; `CONNECT` then bytes in the tunnel, in one or more writes;
 //! two requests on one connection; a request after a crowd of open tunnels; a head dripped a
 //! byte at a time; or a tunnel left silent past the idle timeout), expected status (a code, one
-//! of several where the spec leaves the choice open, or closed), expected decision line (`allowed`/`denied` and a reason
-//! substring; or a tunnel allowed then closed, with the close line's reason), and what the far
-//! side must have seen (nothing; a connection to exactly one upstream; zero bytes at it; the one
-//! `Host` it got; a substring of what it got); a case may also name the canonical `host` its
-//! decision line must carry (`.logs_host(..)`). The proxy is started once per group (allowlist),
-//! and the cases run one after another so that everything logged in between belongs to the
-//! case. A case's log lines are the ones whose `client` is the local address of its connection.
+//! of several where the spec leaves the choice open, or closed), expected decision line
+//! (`allowed`/`denied` and a reason substring; or a tunnel allowed then closed, with the close
+//! line's reason), and what the far side must have seen (nothing; a connection to exactly one
+//! upstream; zero bytes at it; the one `Host` it got; a substring of what it got); a case may
+//! also name the canonical `host` its decision line must carry (`.logs_host(..)`). The proxy
+//! is started once per group (allowlist), and the cases run one after another so that
+//! everything logged in between belongs to the case. A case's log lines are the ones whose
+//! `client` is the local address of its connection.
 //!
 //! Besides its own columns every case asserts: exactly one decision line per request, with the
 //! schema's fields; its `status` equals what the client got (for refusals, tunnels and 502s);
