@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 use crate::catalog::{port_of, provided, EGRESS, SUPERVISE};
 use crate::egress;
 
+/// The egress proxy's worker threads (default: one per core, at most four).
+pub const THREADS_ENV: &str = "BOTTLE_EGRESS_THREADS";
+
 /// Runs daemon `name` until it is killed. Returns only on a startup error.
 pub fn run(name: &str) -> Result<(), String> {
     let catalog = provided();
@@ -72,7 +75,15 @@ pub fn run(name: &str) -> Result<(), String> {
     // The proxy carries all of the agent's traffic: it gets every core (at most four). The
     // other daemons serve one agent's occasional requests on one thread.
     let runtime = if egress.is_some() {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let threads = match std::env::var(THREADS_ENV) {
+            Ok(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| format!("{THREADS_ENV}={v:?} is not a number of threads (1-64)"))?,
+            Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        };
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()

@@ -19,6 +19,10 @@ Environment:
   BOTTLE_EGRESS_ALLOW        egress allowlist patterns, comma-separated
   BOTTLE_EGRESS_ALLOW_FILE   allowlist file (default /etc/bottle/egress-allow, if present)
   BOTTLE_<NAME>_PORT         move a daemon's port (BOTTLE_EGRESS_PORT, BOTTLE_SUPERVISE_PORT)
+  BOTTLE_SECRET_KEYS         names of variables whose values no request may carry out
+  BOTTLE_EGRESS_MAX_CONNECTIONS, BOTTLE_EGRESS_IDLE_TIMEOUT_SECS,
+  BOTTLE_EGRESS_HEADER_TIMEOUT_SECS, BOTTLE_EGRESS_THREADS
+                             the proxy's limits (1024, 300, 10) and worker threads (cores, <= 4)
 ";
 
 fn main() -> ExitCode {

@@ -11,6 +11,8 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the writer lets lines gather after the first: the most a line waits.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// The most bytes written at once.
 const BATCH: usize = 64 * 1024;
 
@@ -53,8 +55,10 @@ impl<T: Send + 'static> OutQueue<T> {
                 let mut out = out;
                 let mut batch = Vec::with_capacity(BATCH);
                 while let Ok(item) = rx.recv() {
-                    // Whatever else is queued goes out in the same write: under load, one system
-                    // call carries many lines.
+                    // Let a burst gather, then write whatever is queued at once: under load, one
+                    // system call carries many lines, and producers seldom have to wake this
+                    // thread (a send to a sleeping receiver costs nothing).
+                    std::thread::sleep(GATHER);
                     let mut items = 1;
                     batch.extend_from_slice(&render(item, d.swap(0, Ordering::Relaxed)));
                     while batch.len() < BATCH {
