@@ -21,7 +21,7 @@ pub const GROUPS: &[Group] = &[
                 rebind-mapped.test, rebind-mapped-loop.test, rebind-compat.test, \
                 rebind-bundle.test, rebind-own.test, rebind-own-lo.test, rebind-unspec6.test, \
                 rebind-mcast6.test, rebind-nat64.test, rebind-nat64-loop.test, \
-                rebind-sitelocal.test, rebind-zero8.test, rebind-bundle6.test, unroutable.test, silent.test, \
+                rebind-sitelocal.test, rebind-zero8.test, rebind-bundle6.test, many.test, unroutable.test, silent.test, \
                 flip.test, flip2.test, 198.51.100.20, 203.0.113.0/24, [2001:db8:ffff::/64]",
         env: &[],
     },
@@ -122,6 +122,27 @@ pub fn zone() -> Zone {
         ("rebind-sitelocal.test", &["fec0::7"]),
         ("rebind-zero8.test", &["0.1.2.3"]),
         ("rebind-bundle6.test", &["2001:db8:1::2"]),
+        (
+            "many.test",
+            &[
+                "198.51.100.100",
+                "198.51.100.101",
+                "198.51.100.102",
+                "198.51.100.103",
+                "198.51.100.104",
+                "198.51.100.105",
+                "198.51.100.106",
+                "198.51.100.107",
+                "198.51.100.108",
+                "198.51.100.109",
+                "198.51.100.110",
+                "198.51.100.111",
+                "198.51.100.112",
+                "198.51.100.113",
+                "198.51.100.114",
+                "10.0.0.7",
+            ],
+        ),
         ("localhost", &["127.0.0.1"]),
         ("unroutable.test", &["198.18.5.5"]),
         ("flip.test", &["198.51.100.18"]),
@@ -377,6 +398,7 @@ pub fn all() -> Vec<Case> {
         c("rebinding under a wildcard", "main", get("http://rebind.wild.test/"), s(403), D("resolves to a private address"), N),
         c("localhost", "main", get("http://localhost/"), s(403), D("resolves to a loopback address"), N),
         c("one public and one private address", "main", get("http://mixed.test/"), s(403), D("resolves to a private address 10.0.0.7"), N),
+        c("fifteen public addresses and one private", "main", get("http://many.test/"), s(403), D("resolves to a private address 10.0.0.7"), N),
         c("public A and unique-local AAAA", "main", get("http://mixed6.test/"), s(403), D("resolves to a unique-local address"), N),
         c("CONNECT rebinding to loopback", "main", connect("rebind-loop.test:443", hello(Some("rebind-loop.test"))), s(403), D("resolves to a loopback address"), N),
         c("CONNECT rebinding to the metadata address", "main", connect("rebind-ll.test:443", hello(Some("rebind-ll.test"))), s(403), D("resolves to a link-local address"), N),

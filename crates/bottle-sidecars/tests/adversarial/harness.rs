@@ -484,7 +484,7 @@ fn answer(
         }
     }
     r.questions.push(question);
-    r.build_bytes_vec().ok()
+    r.build_bytes_vec_compressed().ok()
 }
 
 // ---------------------------------------------------------------------------------------------
