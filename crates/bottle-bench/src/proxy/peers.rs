@@ -94,7 +94,7 @@ impl Programs {
         let arg = match c {
             Contender::Tinyproxy => "-v",
             Contender::Squid => "-v",
-            _ => return "this tree, `bench-run` profile".into(),
+            _ => return tree_version(),
         };
         Command::new(p)
             .arg(arg)
@@ -114,6 +114,35 @@ impl Programs {
                     .to_string()
             })
             .unwrap_or_default()
+    }
+}
+
+/// Which state of the proxy's code was measured: the last commit touching it, and whether the
+/// working tree differs from it.
+fn tree_version() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let paths = ["crates/bottle-sidecars", "crates/bottle-core"];
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .args(paths)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["log", "-1", "--format=%h", "--"]);
+    let dirty = git(&["status", "--porcelain", "--"]).map(|s| !s.is_empty());
+    match (commit, dirty) {
+        (Some(c), Some(d)) if !c.is_empty() => format!(
+            "this tree at {c}{}, `bench-run` profile",
+            if d { " with uncommitted changes" } else { "" }
+        ),
+        _ => "this tree, `bench-run` profile".into(),
     }
 }
 

@@ -169,7 +169,7 @@ fn costs(out: &mut String, m: &Measured) {
     let _ = writeln!(
         out,
         "Where the CPU goes (medians over the timed rounds; CPU time of each process from `/proc`, \
-         all its threads; proxy / upstream / load generator):\n\n\
+         all its threads; proxy / upstream / load generator = all three):\n\n\
          | contender | new connection: CPU µs per request | keep-alive: CPU µs per request | tunnel: CPU s per GB | upstream connections per request (new connection, keep-alive) | client connections per 1000 keep-alive requests | failed requests (new connection, keep-alive) |\n\
          |---|---|---|---|---|---:|---|"
     );
@@ -177,11 +177,17 @@ fn costs(out: &mut String, m: &Measured) {
         if !has(m, c) {
             continue;
         }
+        // Each process's median, and the median of the rounds' totals.
         let three = |f: fn(&Sample) -> [Option<f64>; 3], d: usize| {
-            (0..3)
+            let parts = (0..3)
                 .map(|i| num(median(&values(m, c, |s| f(s)[i])), d))
                 .collect::<Vec<_>>()
-                .join(" / ")
+                .join(" / ");
+            let total = median(&values(m, c, |s| {
+                let v = f(s);
+                Some(v[1]? + v[2]? + v[0].unwrap_or(0.0))
+            }));
+            format!("{parts} = {}", num(total, d))
         };
         let conns = |i: usize| num(median(&values(m, c, |s| s.upstream_conns_per_req[i])), 3);
         let errors = |i: usize| -> u64 {
