@@ -89,7 +89,9 @@
 //! against the `main` allowlist, and checks that each gets a decision line, that no connection
 //! ever reaches a destination that allowlist does not allow or lacks an allowed decision line
 //! naming it, that no search-list lookup happens, and that the proxy survives; a failure is
-//! shrunk to a minimal request.
+//! shrunk to a minimal request. A second property spells addresses (allowed by a rule, or not)
+//! in every form the C resolver reads (per-label decimal, hex and octal, one number, `a.b.c`,
+//! `a.b`, IPv4-mapped IPv6): the upstream is reached exactly when a rule names the address.
 //!
 //! `BOTTLE_ADVERSARIAL_PROXY=/path/to/bottle-sidecars` runs both against another build of the
 //! proxy.

@@ -6,6 +6,10 @@
 //! hosts as the table (rebinding names, numeric spellings, literals of every class) mangled at
 //! random, plus random strings of URL characters; a failure is shrunk to a minimal request.
 //! `rebind-own-lo.test` is left out of the pool: the table asserts it on its own.
+//!
+//! A second property, on the same proxy: an IPv4 address in any spelling the C resolver reads
+//! reaches that address (status 200, one connection to it) when a rule allows it, and reaches
+//! nothing otherwise.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,6 +87,60 @@ fn allowed(a: SocketAddr) -> bool {
         }
         IpAddr::V6(v6) => v6.segments()[..4] == [0x2001, 0xdb8, 0xffff, 0] && web,
     }
+}
+
+/// Addresses to spell: allowed by an IP or CIDR rule of `main`, or refused (not named, or of
+/// a refused class).
+const SPELLED: &[[u8; 4]] = &[
+    [198, 51, 100, 20],
+    [203, 0, 113, 9],
+    [198, 51, 100, 21],
+    [127, 0, 0, 1],
+    [10, 0, 0, 7],
+    [169, 254, 169, 254],
+    [192, 0, 2, 2],
+    [0, 0, 0, 0],
+];
+
+/// An IPv4 address and one of the spellings the C resolver reads as it: dotted with each
+/// label in decimal, hex or octal; one 32-bit number; `a.b.c` and `a.b` with a wide last part;
+/// IPv4-mapped IPv6, dotted or in hex.
+fn spelling() -> impl Strategy<Value = (Ipv4Addr, String)> {
+    (
+        select(SPELLED),
+        0u8..6,
+        proptest::collection::vec(0u8..3, 4),
+    )
+        .prop_map(|(o, form, bases)| {
+            let ip = Ipv4Addr::from(o);
+            let n = u32::from(ip);
+            let num = |v: u32, base: u8| match base {
+                0 => v.to_string(),
+                1 => format!("0x{v:x}"),
+                _ => format!("0{v:o}"),
+            };
+            let host = match form {
+                0 => (0..4)
+                    .map(|i| num(o[i].into(), bases[i]))
+                    .collect::<Vec<_>>()
+                    .join("."),
+                1 => num(n, bases[0]),
+                2 => format!(
+                    "{}.{}.{}",
+                    num(o[0].into(), bases[0]),
+                    num(o[1].into(), bases[1]),
+                    num(n & 0xffff, bases[2])
+                ),
+                3 => format!(
+                    "{}.{}",
+                    num(o[0].into(), bases[0]),
+                    num(n & 0xff_ffff, bases[1])
+                ),
+                4 => format!("[::ffff:{ip}]"),
+                _ => format!("[::ffff:{:x}:{:x}]", n >> 16, n & 0xffff),
+            };
+            (ip, host)
+        })
 }
 
 /// One way of spoiling a host name.
@@ -312,10 +370,48 @@ pub fn run() {
             }
         })
     });
+    // The second property: any spelling of an address reaches it exactly when a rule names it.
+    let mut runner = TestRunner::new(Config {
+        cases: 150,
+        failure_persistence: None,
+        max_shrink_iters: 64,
+        max_shrink_time: 30_000,
+        ..Config::default()
+    });
+    let spelled = runner.run(&spelling(), |(ip, host)| {
+        let req =
+            Req::Raw(format!("GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes());
+        rt.block_on(async {
+            let far0 = w.far.lock().unwrap().len();
+            let port = proxy.lock().await.port;
+            let (seen, _) = exchange(w, port, &req, far0)
+                .await
+                .map_err(TestCaseError::fail)?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let conns: Vec<SocketAddr> = since(&w.far, far0).iter().map(|c| c.local).collect();
+            let want = SocketAddr::new(IpAddr::V4(ip), 80);
+            let ok = if allowed(want) {
+                seen.status == Some(200) && conns == [want]
+            } else {
+                conns.is_empty() && seen.status != Some(200)
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(TestCaseError::fail(format!(
+                    "{host} (= {ip}): status {:?}, connected to {conns:?}",
+                    seen.status
+                )))
+            }
+        })
+    });
     let stderr = env.stderr_tail();
     drop(env);
     if let Err(e) = result {
         panic!("random targets: {e}\n\nthe proxies' stderr (last lines):\n{stderr}");
+    }
+    if let Err(e) = spelled {
+        panic!("spelled addresses: {e}\n\nthe proxies' stderr (last lines):\n{stderr}");
     }
     let reached = reached.into_inner();
     assert!(
