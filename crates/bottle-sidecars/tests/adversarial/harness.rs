@@ -218,6 +218,9 @@ impl Netns {
             home: None,
         };
         for name in [n.ns.clone(), n.far.clone()] {
+            // A namespace of this name can only be a leftover of a crashed run whose pid was
+            // ours: remove it first.
+            let _ = ip(&["netns", "del", &name]);
             ip(&["netns", "add", &name])?;
             n.created.push(name);
         }
