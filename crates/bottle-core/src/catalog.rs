@@ -45,6 +45,10 @@ pub enum When {
     Supervise,
     /// When the bottle names it in its `daemons` list.
     Requested,
+    /// When the bottle declares services: a template the planner turns into one daemon per
+    /// service (`svc-<name>`, on this port and the next ones), all served by the template's
+    /// process.
+    Services,
 }
 
 /// One daemon of a bundle.

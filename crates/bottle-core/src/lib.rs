@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod plan;
 pub mod runtime;
+pub mod service;
 pub mod spec;
 
 pub use catalog::{Catalog, DaemonDef, Facing, When};

@@ -15,6 +15,7 @@ use crate::catalog::{
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::runtime::{ImageInfo, Labels, Limits, Mount, PublishSpec, Security};
+use crate::service::{PlannedService, SERVICES_ENV};
 use crate::spec::{BottleSpec, EnvEntry, LoopbackChoice};
 
 /// Default subnet pool: a /16 in 10.0.0.0/8 clear of Docker's (172.17/16 and up, 192.168/16)
@@ -250,8 +251,16 @@ pub fn select_daemons(spec: &BottleSpec, catalog: &Catalog, image: &str) -> Resu
     if spec.supervise && catalog.first_when(When::Supervise).is_none() {
         return Err(lacks(When::Supervise));
     }
+    let services_template = catalog.first_when(When::Services);
+    if !spec.services.is_empty() && services_template.is_none() {
+        return Err(Error::ImageLacksDaemon {
+            image: image.to_string(),
+            daemon: "services".into(),
+            provided: catalog.names(),
+        });
+    }
     spec.check_daemons(catalog)?;
-    Ok(catalog
+    let mut daemons: Vec<DaemonDef> = catalog
         .daemons
         .iter()
         .filter(|d| match d.when {
@@ -259,9 +268,67 @@ pub fn select_daemons(spec: &BottleSpec, catalog: &Catalog, image: &str) -> Resu
             When::GitUpstreams => !spec.git_upstreams.is_empty(),
             When::Supervise => spec.supervise,
             When::Requested => spec.daemons.contains(&d.name),
+            When::Services => false,
         })
         .cloned()
-        .collect())
+        .collect();
+    if let Some(template) = services_template {
+        for (i, service) in spec.services.iter().enumerate() {
+            let port = u16::try_from(usize::from(template.port) + i)
+                .ok()
+                .filter(|p| {
+                    !catalog
+                        .daemons
+                        .iter()
+                        .any(|d| d.port == *p && d.when != When::Services)
+                })
+                .ok_or_else(|| crate::spec::ValidationError::Other {
+                    field: "services".into(),
+                    reason: format!(
+                        "service {} would listen on port {} + {i}, which another daemon of \
+                         the image's catalog uses",
+                        service.name, template.port
+                    ),
+                })?;
+            let taken = daemons.iter().any(|d| d.vars.contains(&service.agent_env));
+            if taken {
+                return Err(crate::spec::ValidationError::Other {
+                    field: format!("services[{i}].agent_env"),
+                    reason: format!("{} is filled by a daemon of the bundle", service.agent_env),
+                }
+                .into());
+            }
+            daemons.push(DaemonDef {
+                name: service.daemon(),
+                port,
+                facing: Facing::Agent,
+                scheme: "http".into(),
+                path: String::new(),
+                vars: vec![service.agent_env.clone()],
+                when: When::Services,
+            });
+        }
+    }
+    Ok(daemons)
+}
+
+/// The bundle's services as it runs them (ports from the planned daemons).
+fn planned_services(spec: &BottleSpec, daemons: &[DaemonDef]) -> Vec<PlannedService> {
+    spec.services
+        .iter()
+        .filter_map(|s| {
+            let daemon = daemons.iter().find(|d| d.name == s.daemon())?;
+            Some(PlannedService {
+                name: s.name.clone(),
+                port: daemon.port,
+                upstream: s.upstream.clone(),
+                inject: s.inject.clone(),
+                paths: s.paths.clone(),
+                ca_file: s.ca_path(),
+                insecure_http: s.insecure_http,
+            })
+        })
+        .collect()
 }
 
 /// Plans a bundle. `catalog` is the effective catalog (the image's, or the default).
@@ -284,11 +351,19 @@ pub fn plan(
     let host = |n: u32| Ipv4Addr::from(u32::from(subnet.network()) + n);
     let (gateway, bundle_ip) = (host(1), host(2));
 
-    let daemon_csv = daemons
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
+    // The init starts the services template's one process for all `svc-` daemons.
+    let template = catalog.first_when(When::Services).map(|d| d.name.as_str());
+    let mut daemon_names: Vec<&str> = Vec::new();
+    for d in &daemons {
+        let name = match d.when {
+            When::Services => template.unwrap_or(d.name.as_str()),
+            _ => d.name.as_str(),
+        };
+        if !daemon_names.contains(&name) {
+            daemon_names.push(name);
+        }
+    }
+    let daemon_csv = daemon_names.join(",");
     let mut env = vec![PlannedEnv::Value {
         key: DAEMONS_ENV.into(),
         value: daemon_csv.clone(),
@@ -319,12 +394,29 @@ pub fn plan(
         },
         EnvEntry::Inherit { key } => PlannedEnv::Inherit { key: key.clone() },
     }));
-    let secret_keys: Vec<&str> = spec
-        .env
+    // A service's secrets come into the bundle as bare keys too, unless the bottle lists them.
+    for inject in spec.services.iter().flat_map(|s| &s.inject) {
+        let listed = env
+            .iter()
+            .any(|e| matches!(e, PlannedEnv::Inherit { key } if *key == inject.secret));
+        if !listed {
+            env.push(PlannedEnv::Inherit {
+                key: inject.secret.clone(),
+            });
+        }
+    }
+    if !spec.services.is_empty() {
+        env.push(PlannedEnv::Value {
+            key: SERVICES_ENV.into(),
+            value: serde_json::to_string(&planned_services(spec, &daemons))
+                .expect("services always serialize"),
+        });
+    }
+    let secret_keys: Vec<&str> = env
         .iter()
         .filter_map(|e| match e {
-            EnvEntry::Inherit { key } => Some(key.as_str()),
-            EnvEntry::Value { .. } => None,
+            PlannedEnv::Inherit { key } => Some(key.as_str()),
+            PlannedEnv::Value { .. } => None,
         })
         .collect();
     if !secret_keys.is_empty() {
@@ -379,7 +471,18 @@ pub fn plan(
         loopback,
         daemons,
         env,
-        mounts: spec.mounts.clone(),
+        mounts: spec
+            .mounts
+            .iter()
+            .cloned()
+            .chain(spec.services.iter().filter_map(|svc| {
+                Some(Mount {
+                    host_path: svc.ca_file.as_ref()?.into(),
+                    container_path: svc.ca_path()?.into(),
+                    read_only: true,
+                })
+            }))
+            .collect(),
         publish,
         network_labels,
         container_labels,

@@ -8,7 +8,9 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::allowlist::{AllowRule, PatternError};
-use crate::catalog::{Catalog, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV};
+use crate::catalog::{
+    Catalog, When, DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV, SECRET_KEYS_ENV,
+};
 use crate::runtime::{Limits, Mount};
 
 /// The longest slug: it becomes part of engine object names (`bottle-sidecars-<slug>`).
@@ -119,6 +121,9 @@ pub struct BottleSpec {
     pub subnet_pool: Option<Ipv4Net>,
     #[serde(default)]
     pub limits: Limits,
+    /// APIs the agent calls through the bundle, which adds their credentials.
+    #[serde(default)]
+    pub services: Vec<crate::service::ServiceSpec>,
 }
 
 /// A rule the input broke. Every variant names the field; none contains a secret's value.
@@ -440,7 +445,15 @@ impl BottleSpec {
         for entry in &self.env {
             let key = entry.key();
             validate_env_key(key)?;
-            if [DAEMONS_ENV, EGRESS_ALLOW_ENV, GIT_UPSTREAMS_ENV].contains(&key) {
+            if [
+                DAEMONS_ENV,
+                EGRESS_ALLOW_ENV,
+                GIT_UPSTREAMS_ENV,
+                SECRET_KEYS_ENV,
+                crate::service::SERVICES_ENV,
+            ]
+            .contains(&key)
+            {
                 return Err(ValidationError::EnvReserved { key: key.into() });
             }
             if !keys.insert(key) {
@@ -466,6 +479,36 @@ impl BottleSpec {
                 return Err(ValidationError::MountDuplicate {
                     path: m.container_path.clone(),
                 });
+            }
+        }
+
+        crate::service::validate(&self.services, &keys)?;
+        for (i, service) in self.services.iter().enumerate() {
+            for (j, inject) in service.inject.iter().enumerate() {
+                let field = format!("services[{i}].inject[{j}].secret");
+                let valued = self
+                    .env
+                    .iter()
+                    .any(|e| matches!(e, EnvEntry::Value { key, .. } if *key == inject.secret));
+                if valued {
+                    return Err(ValidationError::Other {
+                        field,
+                        reason: format!(
+                            "{} has a value in env; a secret must be a bare key, its value read \
+                             from the launcher's environment",
+                            inject.secret
+                        ),
+                    });
+                }
+                if env_lookup(&inject.secret).is_none() {
+                    return Err(ValidationError::Other {
+                        field,
+                        reason: format!(
+                            "{} is not set in the launcher's environment (export it)",
+                            inject.secret
+                        ),
+                    });
+                }
             }
         }
 
@@ -499,6 +542,7 @@ impl BottleSpec {
                 When::Always => Some("it always runs"),
                 When::GitUpstreams => Some("it runs when git_upstreams are declared"),
                 When::Supervise => Some("it runs when supervise = true"),
+                When::Services => Some("it runs when services are declared"),
             };
             if let Some(reason) = reason {
                 return Err(ValidationError::DaemonNotRequestable {

@@ -335,3 +335,78 @@ when = "requested"
         assert!(err.starts_with("catalog:"), "{err}");
     }
 }
+
+/// Services become one agent-facing daemon each, served by the image's services template: the
+/// init starts the template once, the bundle learns the services (secrets by key only), and
+/// each service's secret is a bare key of the bundle and one of its secret keys.
+#[test]
+fn services_are_daemons_of_their_own() {
+    use bottle_core::service::{Inject, ServiceSpec};
+    use bottle_core::{DaemonDef, Facing, When};
+    let mut catalog = Catalog::seed();
+    let service = ServiceSpec {
+        name: "anthropic".into(),
+        upstream: "https://api.anthropic.test/v1".into(),
+        agent_env: "ANTHROPIC_BASE_URL".into(),
+        inject: vec![Inject {
+            header: "x-api-key".into(),
+            secret: "ANTHROPIC_API_KEY".into(),
+            format: None,
+        }],
+        paths: vec![],
+        ca_file: Some("/srv/ca.pem".into()),
+        insecure_http: false,
+    };
+    let spec = BottleSpec {
+        services: vec![service],
+        ..spec("svc")
+    };
+    let planned = |catalog: &Catalog| {
+        plan::plan(
+            &spec,
+            "img:1",
+            catalog,
+            &ImageProfile::default(),
+            &Pools::default(),
+            &InUse::default(),
+        )
+    };
+    let lacking = planned(&catalog).unwrap_err().to_string();
+    assert!(lacking.contains("services"), "{lacking}");
+
+    catalog.daemons.push(DaemonDef {
+        name: "services".into(),
+        port: 9200,
+        facing: Facing::Agent,
+        scheme: "http".into(),
+        path: String::new(),
+        vars: vec![],
+        when: When::Services,
+    });
+    let p = planned(&catalog).unwrap();
+    let got = render(&p);
+    let expect = "daemons pipelock,egress,svc-anthropic";
+    assert!(got.contains(expect), "{got}");
+    assert!(got.contains(":9200"), "published: {got}");
+    assert!(
+        got.contains("BOTTLE_DAEMONS=pipelock,egress,services "),
+        "{got}"
+    );
+    assert!(got.contains("ANTHROPIC_API_KEY (inherited)"), "{got}");
+    assert!(
+        got.contains("BOTTLE_SECRET_KEYS=ANTHROPIC_API_KEY"),
+        "{got}"
+    );
+    assert!(
+        got.contains(r#"BOTTLE_SERVICES=[{"name":"anthropic","port":9200,"upstream":"https://api.anthropic.test/v1","inject":[{"header":"x-api-key","secret":"ANTHROPIC_API_KEY"}],"paths":[],"ca_file":"/etc/bottle/services/anthropic.pem","insecure_http":false}]"#),
+        "{got}"
+    );
+    assert_eq!(p.mounts.len(), 1);
+    assert!(p.mounts[0].read_only);
+    let svc = p
+        .daemons
+        .iter()
+        .find(|d| d.name == "svc-anthropic")
+        .unwrap();
+    assert_eq!(svc.vars, ["ANTHROPIC_BASE_URL"]);
+}

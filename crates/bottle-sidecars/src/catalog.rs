@@ -13,6 +13,9 @@ use bottle_core::{Catalog, DaemonDef, Facing, When};
 pub const EGRESS: &str = "egress";
 /// The name of the supervise daemon.
 pub const SUPERVISE: &str = "supervise";
+/// The name of the services daemon: one process for every service of the bottle, each on
+/// its own port from this one up (the planner names them `svc-<name>`).
+pub const SERVICES: &str = "services";
 
 /// The catalog the image provides: egress is the agent-facing proxy, supervise is optional.
 pub fn provided() -> Catalog {
@@ -35,6 +38,15 @@ pub fn provided() -> Catalog {
                 path: "/".into(),
                 vars: vec!["MCP_SUPERVISE_URL".into()],
                 when: When::Supervise,
+            },
+            DaemonDef {
+                name: SERVICES.into(),
+                port: 9200,
+                facing: Facing::Agent,
+                scheme: "http".into(),
+                path: String::new(),
+                vars: vec![],
+                when: When::Services,
             },
         ],
     }

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use nix::sys::signal::{SigSet, Signal};
 use tokio::net::TcpListener;
 
-use crate::catalog::{port_of, provided, EGRESS, SUPERVISE};
+use crate::catalog::{port_of, provided, EGRESS, SERVICES, SUPERVISE};
 use crate::egress;
 
 /// The egress proxy's worker threads (default: one per core, at most four).
@@ -94,6 +94,9 @@ pub fn run(name: &str) -> Result<(), String> {
             .build()
     }
     .map_err(|e| format!("cannot start the runtime of daemon {name}: {e}"))?;
+    if name == SERVICES {
+        return runtime.block_on(serve_services());
+    }
     runtime.block_on(async {
         let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let listener = TcpListener::bind(addr).await.map_err(|e| {
@@ -128,6 +131,41 @@ pub fn run(name: &str) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// The services daemon: every service of the bottle on its own port, until killed.
+async fn serve_services() -> Result<(), String> {
+    let services = crate::services::from_env()?;
+    let scanner = std::sync::Arc::new(crate::leak::Scanner::new(crate::leak::secrets_from_env()));
+    let log = crate::services::stdout_log();
+    let mut running = tokio::task::JoinSet::new();
+    for service in services {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, service.planned.port));
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "service {} cannot listen on {addr}: {e}",
+                service.planned.name
+            )
+        })?;
+        note(&format!(
+            "service {} listening on {addr}, forwarding to {}",
+            service.planned.name, service.planned.upstream
+        ));
+        running.spawn(crate::services::serve(
+            listener,
+            std::sync::Arc::new(service),
+            scanner.clone(),
+            log.clone(),
+        ));
+    }
+    // The servers run until the process is killed; one ending is a bug worth a restart.
+    match running.join_next().await {
+        Some(_) => Err("a service stopped serving".into()),
+        None => Err(format!(
+            "{} lists no service",
+            bottle_core::service::SERVICES_ENV
+        )),
+    }
 }
 
 /// A diagnostic line on stderr; the init prefixes it with the daemon's name.

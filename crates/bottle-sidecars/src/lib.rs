@@ -5,6 +5,7 @@
 //! - [`init`]: PID 1: starts the selected daemons as child processes, prefixes their output,
 //!   reaps, restarts, and stops them all quickly on SIGTERM;
 //! - [`egress`]: the allowlisting HTTP/1.1 forward proxy, callable in-process;
+//! - [`services`]: the service endpoints, which add credentials the agent never holds;
 //! - [`supervise`]: a minimal MCP endpoint;
 //! - [`health`]: the image's health check;
 //! - [`leak`]: the credential scan of what leaves the bundle;
@@ -17,4 +18,5 @@ pub mod health;
 pub mod init;
 pub mod leak;
 pub mod outq;
+pub mod services;
 pub mod supervise;

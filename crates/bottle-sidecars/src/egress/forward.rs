@@ -185,7 +185,7 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// Removes the headers that describe one hop (RFC 9110 §7.6.1), including any that `Connection`
 /// names, so the client's proxy credentials or upgrade wishes never reach the upstream.
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
         .get_all(CONNECTION)
         .iter()

@@ -16,6 +16,7 @@
 //! on keep-alive connections and tunnels, a short header timeout ([`Limits`]).
 
 mod forward;
+pub use forward::strip_hop_by_hop;
 pub mod io;
 pub mod log;
 pub mod policy;
@@ -635,7 +636,8 @@ impl Proxy {
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Body> {
+/// A plain-text response the daemon answers itself.
+pub(crate) fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
