@@ -51,7 +51,8 @@ sink/source started by this benchmark). No container engine is involved.
   --command TEXT           the command line shown in the report
 
 A contender whose program is missing is left out with a note (cargo xtask bench proxy installs
-tinyproxy and squid with apt-get when they are absent).
+tinyproxy and squid with apt-get when they are absent). bottle's proxy inherits the environment:
+BOTTLE_EGRESS_* settings given that way (BOTTLE_EGRESS_THREADS=1, say) are named in the report.
 ";
 
 /// What to run.

@@ -137,14 +137,28 @@ fn tree_version() -> String {
     };
     let commit = git(&["log", "-1", "--format=%h", "--"]);
     let dirty = git(&["status", "--porcelain", "--"]).map(|s| !s.is_empty());
-    match (commit, dirty) {
+    let tree = match (commit, dirty) {
         (Some(c), Some(d)) if !c.is_empty() => format!(
             "this tree at {c}{}, `bench-run` profile",
             if d { " with uncommitted changes" } else { "" }
         ),
         _ => "this tree, `bench-run` profile".into(),
+    };
+    // The proxy inherits the benchmark's environment: settings given that way are part of what
+    // was measured.
+    let settings: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BOTTLE_EGRESS_") && !SET_BY_BENCH.contains(&k.as_str()))
+        .map(|(k, v)| format!("`{k}={v}`"))
+        .collect();
+    if settings.is_empty() {
+        tree
+    } else {
+        format!("{tree}, with {}", settings.join(" "))
     }
 }
+
+/// What the benchmark sets for bottle's proxy itself.
+const SET_BY_BENCH: [&str; 2] = ["BOTTLE_EGRESS_PORT", "BOTTLE_EGRESS_ALLOW"];
 
 /// A free loopback port (bound and released: another process could take it in between, which
 /// the start's readiness check would then report).
