@@ -169,6 +169,8 @@ pub struct Sample {
     pub upstream_conns_per_req: [Option<f64>; 2],
     /// Client connections per keep-alive request (1/16000 when every connection held).
     pub keepalive_client_conns_per_req: Option<f64>,
+    /// The proxy's context switches per request, new-connection and keep-alive.
+    pub proxy_switches_per_req: [Option<f64>; 2],
     /// Requests that failed, new-connection and keep-alive.
     pub errors: [u64; 2],
     /// What failed, one line each.
@@ -202,6 +204,12 @@ fn per(
     out
 }
 
+/// The proxy's context switches per request since reading `before`.
+fn switches(before: Option<u64>, pid: Option<u32>, requests: u64) -> Option<f64> {
+    let (before, after) = (before?, peers::context_switches(pid?)?);
+    (requests > 0).then(|| after.saturating_sub(before) as f64 / requests as f64)
+}
+
 /// Upstream connections per request over a measure (the stats request itself excluded).
 async fn conns_per_req(up: Upstream, before: Option<(u64, u64)>, requests: u64) -> Option<f64> {
     let after = load::upstream_stats(up).await.ok()?;
@@ -221,8 +229,10 @@ async fn measure(
 
     let stats = load::upstream_stats(up).await.ok();
     let c0 = cpu(proxy_pid, upstream_pid);
+    let x0 = proxy_pid.and_then(peers::context_switches);
     let r = load::new_connections(ep, opts.connections, opts.requests, opts.cap).await;
     let c1 = cpu(proxy_pid, upstream_pid);
+    s.proxy_switches_per_req[0] = switches(x0, proxy_pid, r.completed);
     s.upstream_conns_per_req[0] = conns_per_req(up, stats, r.completed + r.errors).await;
     s.errors[0] = r.errors;
     if let Some(e) = &r.first_error {
@@ -246,8 +256,10 @@ async fn measure(
 
     let stats = load::upstream_stats(up).await.ok();
     let c0 = cpu(proxy_pid, upstream_pid);
+    let x0 = proxy_pid.and_then(peers::context_switches);
     let r = load::keep_alive(ep, opts.connections, opts.keepalive_requests, opts.cap).await;
     let c1 = cpu(proxy_pid, upstream_pid);
+    s.proxy_switches_per_req[1] = switches(x0, proxy_pid, r.completed);
     s.upstream_conns_per_req[1] = conns_per_req(up, stats, r.completed + r.errors).await;
     s.errors[1] = r.errors;
     if let Some(e) = &r.first_error {

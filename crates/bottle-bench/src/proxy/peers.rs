@@ -344,6 +344,22 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Context switches (voluntary and not) of all of a process's threads, from
+/// `/proc/PID/task/*/status`: how often it went to sleep and was woken, or was preempted.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,8 +373,10 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_cpu_time() {
+    fn this_process_has_a_cpu_time_and_context_switches() {
         assert!(cpu_seconds(std::process::id()).is_some());
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(context_switches(std::process::id()).is_some_and(|n| n > 0));
     }
 
     #[test]

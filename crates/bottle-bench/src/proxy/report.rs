@@ -170,8 +170,8 @@ fn costs(out: &mut String, m: &Measured) {
         out,
         "Where the CPU goes (medians over the timed rounds; CPU time of each process from `/proc`, \
          all its threads; proxy / upstream / load generator = all three):\n\n\
-         | contender | new connection: CPU µs per request | keep-alive: CPU µs per request | tunnel: CPU s per GB | upstream connections per request (new connection, keep-alive) | client connections per 1000 keep-alive requests | failed requests (new connection, keep-alive) |\n\
-         |---|---|---|---|---|---:|---|"
+         | contender | new connection: CPU µs per request | keep-alive: CPU µs per request | tunnel: CPU s per GB | proxy context switches per request (new connection, keep-alive) | upstream connections per request (new connection, keep-alive) | client connections per 1000 keep-alive requests | failed requests (new connection, keep-alive) |\n\
+         |---|---|---|---|---|---|---:|---|"
     );
     for c in Contender::ALL {
         if !has(m, c) {
@@ -190,6 +190,7 @@ fn costs(out: &mut String, m: &Measured) {
             format!("{parts} = {}", num(total, d))
         };
         let conns = |i: usize| num(median(&values(m, c, |s| s.upstream_conns_per_req[i])), 3);
+        let switches = |i: usize| num(median(&values(m, c, |s| s.proxy_switches_per_req[i])), 2);
         let errors = |i: usize| -> u64 {
             m.rounds
                 .get(&c)
@@ -198,11 +199,13 @@ fn costs(out: &mut String, m: &Measured) {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {}, {} | {} | {}, {} |",
+            "| {} | {} | {} | {} | {}, {} | {}, {} | {} | {}, {} |",
             c.name(),
             three(|s| s.new_cpu_us, 0),
             three(|s| s.keepalive_cpu_us, 1),
             three(|s| s.tunnel_cpu_s_per_gb, 2),
+            switches(0),
+            switches(1),
             conns(0),
             conns(1),
             num(
