@@ -169,7 +169,9 @@ fn costs(out: &mut String, m: &Measured) {
     let _ = writeln!(
         out,
         "Where the CPU goes (medians over the timed rounds; CPU time of each process from `/proc`, \
-         all its threads; proxy / upstream / load generator = all three):\n\n\
+         all its threads; proxy / upstream / load generator = all three, and in parentheses \
+         that total over direct's, round by round: a proxy's CPU cost, which other work on the \
+         machine moves much less than it moves the rates):\n\n\
          | contender | new connection: CPU µs per request | keep-alive: CPU µs per request | tunnel: CPU s per GB | proxy context switches per request (new connection, keep-alive) | upstream connections per request (new connection, keep-alive) | client connections per 1000 keep-alive requests | failed requests (new connection, keep-alive) |\n\
          |---|---|---|---|---|---|---:|---|"
     );
@@ -177,17 +179,25 @@ fn costs(out: &mut String, m: &Measured) {
         if !has(m, c) {
             continue;
         }
-        // Each process's median, and the median of the rounds' totals.
+        // Each process's median, the median of the rounds' totals, and that total over
+        // direct's, round by round.
         let three = |f: fn(&Sample) -> [Option<f64>; 3], d: usize| {
             let parts = (0..3)
                 .map(|i| num(median(&values(m, c, |s| f(s)[i])), d))
                 .collect::<Vec<_>>()
                 .join(" / ");
-            let total = median(&values(m, c, |s| {
+            let total = |s: &Sample| {
                 let v = f(s);
                 Some(v[1]? + v[2]? + v[0].unwrap_or(0.0))
-            }));
-            format!("{parts} = {}", num(total, d))
+            };
+            let totals = values(m, c, total);
+            let vs_direct = summary(&pairwise(&totals, &values(m, Contender::Direct, total)));
+            match (c, vs_direct) {
+                (Contender::Direct, _) | (_, None) => {
+                    format!("{parts} = {}", num(median(&totals), d))
+                }
+                (_, Some(r)) => format!("{parts} = {} ({:.1}×)", num(median(&totals), d), r.median),
+            }
         };
         let conns = |i: usize| num(median(&values(m, c, |s| s.upstream_conns_per_req[i])), 3);
         let switches = |i: usize| num(median(&values(m, c, |s| s.proxy_switches_per_req[i])), 2);
