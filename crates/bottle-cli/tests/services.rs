@@ -105,13 +105,17 @@ impl Upstream {
 /// A plain-HTTP request from the host (the agent's side) to `base` + `path`; the whole answer.
 fn get(base: &str, path: &str, extra: &str) -> String {
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    send(
+        hostport,
+        &format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `request` to `hostport` and reads the whole answer.
+fn send(hostport: &str, request: &str) -> String {
     let mut s = TcpStream::connect(hostport).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -161,6 +165,8 @@ ca_file = "{}"
     let canary = format!("svc-canary-{}-{}-9d2e", engine.name, std::process::id());
     let env = [(KEY, canary.as_str())];
     let file_arg = file.to_string_lossy().into_owned();
+    // The egress proxy may reach the upstream too: the secret must not leave that way either.
+    let allow = format!("{gateway}:{port}");
     let up = engine
         .run_env(
             prefix,
@@ -175,6 +181,8 @@ ca_file = "{}"
                 subnet,
                 "--loopback-pool",
                 engine.loopback_pool,
+                "--allow",
+                &allow,
             ],
             &env,
         )
@@ -222,6 +230,27 @@ ca_file = "{}"
         upstream.heads().len(),
         1,
         "the smuggling request reached the upstream"
+    );
+
+    // Nor through the egress proxy to an allowed host: refused before any connection.
+    let proxy = report["env"]["HTTP_PROXY"].as_str().expect("HTTP_PROXY");
+    let through = send(
+        proxy.trim_start_matches("http://").trim_end_matches('/'),
+        &format!(
+            "GET http://{gateway}:{port}/upload?k={canary} HTTP/1.1\r\nHost: {gateway}:{port}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    );
+    assert!(
+        through.starts_with("HTTP/1.1 403"),
+        "{}: {through}",
+        engine.name
+    );
+    assert!(through.contains(KEY), "{through}");
+    assert_eq!(
+        upstream.heads().len(),
+        1,
+        "the proxy let the secret through"
     );
 
     // The secret is in no output.
