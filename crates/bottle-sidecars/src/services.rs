@@ -17,7 +17,7 @@ use std::time::Instant;
 use bottle_core::service::{self, PlannedService, Upstream, SERVICES_ENV};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, HOST};
@@ -33,9 +33,6 @@ use crate::leak::Scanner;
 use crate::outq::OutQueue;
 
 type Body = BoxBody<Bytes, hyper::Error>;
-
-/// The largest request body read (and scanned) before forwarding.
-pub const MAX_BODY: usize = 16 << 20;
 
 /// One service, ready to serve: its upstream, TLS settings and resolved headers.
 pub struct Service {
@@ -258,23 +255,7 @@ async fn forward(
         ));
     }
     let (mut parts, body) = req.into_parts();
-    let body = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request bodies over {} MiB are refused", MAX_BODY >> 20),
-                )
-            } else {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+    let body = crate::egress::read_body(body).await?;
     // Whatever the agent sent under an injected header's name is dropped, not forwarded.
     for (name, _) in &service.inject {
         parts.headers.remove(name);

@@ -3,7 +3,7 @@
 //!
 //! The request's target, headers and whole body are scanned for credentials
 //! ([`crate::leak`]) before anything is sent; bodies are therefore read whole first (at most
-//! [`MAX_BODY`]).
+//! [`super::MAX_BODY`]).
 //!
 //! A client connection keeps its last upstream connection and reuses it for the next request
 //! to the same target when that request's checked addresses include the one it is connected
@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
@@ -25,9 +25,6 @@ use hyper_util::rt::TokioIo;
 
 use super::target::{parse_authority, Target};
 use super::{Body, Conn, EventKind, EventLog, Proxy, Record, Refusal, Verdict};
-
-/// The largest request body the proxy reads (and scans) before forwarding; larger is a 413.
-pub const MAX_BODY: usize = 16 << 20;
 
 /// An upstream connection kept for the next request of the same client connection.
 pub(super) struct Pooled {
@@ -64,30 +61,14 @@ impl Proxy {
         Self::check_host_header(&req, &target, Some(80))?;
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        // The whole body is read before anything is sent: a credential in it must never reach
-        // the upstream, not even in part.
-        let body = Limited::new(body, MAX_BODY)
-            .collect()
+        let body = super::read_body(body)
             .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    Refusal {
-                        status: hyper::StatusCode::PAYLOAD_TOO_LARGE,
-                        verdict: Verdict::Denied,
-                        reason: format!(
-                            "body over {} MiB, the most the proxy scans",
-                            MAX_BODY >> 20
-                        ),
-                        body: format!(
-                            "bottle egress: request bodies over {} MiB are refused\n",
-                            MAX_BODY >> 20
-                        ),
-                    }
-                } else {
-                    Refusal::bad_request(format!("cannot read the request body: {e}"))
-                }
-            })?
-            .to_bytes();
+            .map_err(|(status, why)| Refusal {
+                status,
+                verdict: Verdict::Denied,
+                body: format!("bottle egress: {why}\n"),
+                reason: why,
+            })?;
         let target_text = uri.to_string();
         let mut carried: Vec<(String, &[u8])> = vec![("target".into(), target_text.as_bytes())];
         for (name, value) in &parts.headers {

@@ -636,6 +636,26 @@ impl Proxy {
     }
 }
 
+/// The largest request body a daemon reads (and scans) before forwarding it.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Reads a whole request body, at most [`MAX_BODY`]: a credential in it must never reach the
+/// upstream, not even in part, so nothing is forwarded before all of it is scanned. The error
+/// is the status and reason to refuse with.
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, (StatusCode, String)> {
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request bodies over {} MiB are refused", MAX_BODY >> 20),
+        )),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
 /// A plain-text response the daemon answers itself.
 pub(crate) fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
