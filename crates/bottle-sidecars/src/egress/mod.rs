@@ -15,7 +15,14 @@
 //! blocking traffic. Under load: a cap on connections with a fast 503 beyond it, idle timeouts
 //! on keep-alive connections and tunnels, a short header timeout ([`Limits`]).
 
+mod config;
+mod decide;
 mod forward;
+pub use config::{
+    allowlist_from_env, Config, Limits, ALLOW_FILE_ENV, DEFAULT_ALLOW_FILE, HEADER_TIMEOUT_ENV,
+    IDLE_TIMEOUT_ENV, MAX_CONNECTIONS_ENV,
+};
+use decide::Refusal;
 pub use forward::strip_hop_by_hop;
 pub mod io;
 pub mod log;
@@ -31,13 +38,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bottle_core::allowlist::Allowlist;
-use bottle_core::catalog::EGRESS_ALLOW_ENV;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,161 +50,17 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use self::io::{Activity, Tracked};
 pub use self::log::{stdout_log, Event, EventKind, EventLog, Verdict};
-use self::policy::{Denial, LocalNets, Policy};
+use self::policy::Policy;
 use self::target::Target;
-use crate::leak::{Finding, Scanner};
-
-/// The environment variable naming an allowlist file (one or more patterns a line, `#` comments).
-pub const ALLOW_FILE_ENV: &str = "BOTTLE_EGRESS_ALLOW_FILE";
-/// The allowlist file read when [`ALLOW_FILE_ENV`] is unset and this path exists.
-pub const DEFAULT_ALLOW_FILE: &str = "/etc/bottle/egress-allow";
-/// Concurrent client connections (see [`Limits::max_connections`]).
-pub const MAX_CONNECTIONS_ENV: &str = "BOTTLE_EGRESS_MAX_CONNECTIONS";
-/// Seconds a connection or tunnel may carry nothing before it is closed.
-pub const IDLE_TIMEOUT_ENV: &str = "BOTTLE_EGRESS_IDLE_TIMEOUT_SECS";
-/// Seconds a client may take to send a request head.
-pub const HEADER_TIMEOUT_ENV: &str = "BOTTLE_EGRESS_HEADER_TIMEOUT_SECS";
+use crate::leak::Scanner;
 
 /// The largest request head (request line plus headers) the proxy reads; larger is refused
 /// (431) rather than buffered, so a client cannot make the proxy hold arbitrary memory.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// How long connecting to an allowed upstream may take before the client gets a 502.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// File descriptors kept free beyond the connections' own, so accepting (and refusing) new
-/// connections, resolving and logging keep working when the connection cap is reached.
-const FD_RESERVE: u64 = 64;
-/// Pieces of a request up to this size are scanned together (see `Proxy::scan_carried`).
-const SMALL_PIECE: usize = 16 * 1024;
 /// How long a connection beyond the cap waits for an idle one to make room before its 503.
 const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 type Body = BoxBody<Bytes, hyper::Error>;
-
-/// The proxy's resource bounds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Concurrent client connections (a tunnel counts as its client connection); beyond it a
-    /// new connection gets a 503 at once and idle keep-alive connections are asked to close.
-    pub max_connections: usize,
-    /// A keep-alive connection or tunnel that carries nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// The time a client has to send a whole request head (and a TLS tunnel's ClientHello).
-    pub header_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 1024,
-            idle_timeout: Duration::from_secs(300),
-            header_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Limits {
-    /// The defaults, overridden by [`MAX_CONNECTIONS_ENV`], [`IDLE_TIMEOUT_ENV`] and
-    /// [`HEADER_TIMEOUT_ENV`].
-    pub fn from_env() -> Result<Limits, String> {
-        let mut limits = Limits::default();
-        if let Some(n) = env_number(MAX_CONNECTIONS_ENV)? {
-            limits.max_connections = n as usize;
-        }
-        if let Some(n) = env_number(IDLE_TIMEOUT_ENV)? {
-            limits.idle_timeout = Duration::from_secs(n);
-        }
-        if let Some(n) = env_number(HEADER_TIMEOUT_ENV)? {
-            limits.header_timeout = Duration::from_secs(n);
-        }
-        Ok(limits)
-    }
-
-    /// Lowers the connection cap to what the open-files limit can hold (two descriptors a
-    /// connection, client and upstream, plus a reserve), after raising the soft limit to the
-    /// hard one. Returns the cap in force.
-    pub fn fit_open_files(&mut self) -> usize {
-        use nix::sys::resource::{getrlimit, setrlimit, Resource};
-        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-            let soft = if hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            };
-            let fit = (soft.saturating_sub(FD_RESERVE) / 2).max(1);
-            self.max_connections = self.max_connections.min(fit as usize);
-        }
-        self.max_connections
-    }
-}
-
-fn env_number(var: &str) -> Result<Option<u64>, String> {
-    match std::env::var(var) {
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("{var}={v:?} is not a positive whole number")),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Reads the allowlist from [`EGRESS_ALLOW_ENV`] and the allowlist file, merged.
-///
-/// The file is [`ALLOW_FILE_ENV`] when set (it must then exist: a missing file the operator named
-/// is a mistake, not an empty list), else [`DEFAULT_ALLOW_FILE`] if it exists.
-pub fn allowlist_from_env() -> Result<Allowlist, String> {
-    let mut allow = match std::env::var(EGRESS_ALLOW_ENV) {
-        Ok(csv) => Allowlist::parse(&csv).map_err(|e| {
-            format!("cannot use {EGRESS_ALLOW_ENV}: {e}; fix the bottle's egress_allow")
-        })?,
-        Err(_) => Allowlist::default(),
-    };
-    let (path, required) = match std::env::var(ALLOW_FILE_ENV) {
-        Ok(p) => (p, true),
-        Err(_) => (DEFAULT_ALLOW_FILE.to_string(), false),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let file = Allowlist::parse(&text)
-                .map_err(|e| format!("cannot use allowlist file {path}: {e}; fix that line"))?;
-            allow.rules.extend(file.rules);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
-        Err(e) => {
-            return Err(format!(
-                "cannot read allowlist file {path} (named by {ALLOW_FILE_ENV}): {e}; \
-                 mount it or unset {ALLOW_FILE_ENV}"
-            ))
-        }
-    }
-    Ok(allow)
-}
-
-/// Everything the proxy runs with.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub allow: Allowlist,
-    pub limits: Limits,
-    /// The proxy's own interfaces, refused as destinations.
-    pub local: LocalNets,
-    /// The credentials no request may carry out (the bottle's secrets and the known formats).
-    pub scanner: Scanner,
-}
-
-impl Config {
-    /// `allow` with the default limits, this namespace's interfaces and a scanner for the
-    /// known credential formats only.
-    pub fn new(allow: Allowlist) -> Config {
-        Config {
-            allow,
-            limits: Limits::default(),
-            local: LocalNets::read(),
-            scanner: Scanner::new(Vec::<(String, String)>::new()),
-        }
-    }
-}
 
 /// Serves the proxy on `listener`, logging to stdout. Runs until dropped.
 pub async fn serve(listener: TcpListener, config: Config) {
@@ -214,7 +75,7 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
         .max_header_size(MAX_HEAD_BYTES);
     let log = withholding(log, Arc::new(config.scanner.clone()));
     let slots = Arc::new(Semaphore::new(config.limits.max_connections));
-    let waiters = Arc::new(Semaphore::new(FD_RESERVE as usize / 4));
+    let waiters = Arc::new(Semaphore::new(config::FD_RESERVE as usize / 4));
     let proxy = Arc::new(Proxy {
         policy: Policy {
             allow: config.allow,
@@ -342,48 +203,6 @@ impl Record {
     }
 }
 
-/// A request the proxy answers itself with an error status, logged as a decision.
-struct Refusal {
-    status: StatusCode,
-    verdict: Verdict,
-    reason: String,
-    /// The text the client sees.
-    body: String,
-}
-
-impl Refusal {
-    fn bad_request(why: String) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            verdict: Verdict::Denied,
-            body: format!("bottle egress: bad request: {why}\n"),
-            reason: why,
-        }
-    }
-
-    fn forbidden(reason: String, body: String) -> Refusal {
-        Refusal {
-            status: StatusCode::FORBIDDEN,
-            verdict: Verdict::Denied,
-            reason,
-            body,
-        }
-    }
-
-    /// An allowed request that could not be carried out (the policy said yes).
-    fn bad_gateway(target: &Target, why: String) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            verdict: Verdict::Allowed,
-            body: format!(
-                "bottle egress: {} is allowed but {why}\n",
-                target.host_port()
-            ),
-            reason: why,
-        }
-    }
-}
-
 impl Proxy {
     /// Serves one client connection until it closes, idles out or is shed.
     async fn connection(
@@ -489,150 +308,6 @@ impl Proxy {
     fn refuse(&self, record: &Record, r: Refusal) -> Response<Body> {
         (self.log)(record.decision(r.verdict, Some(r.status.as_u16()), Some(r.reason)));
         text(r.status, r.body)
-    }
-
-    /// The `Host` header must name the target (RFC 9112 §3.2 requires it in HTTP/1.1), or the
-    /// request is a spoofing attempt: an upstream virtual-hosting on the allowed name would
-    /// otherwise serve the agent a host the allowlist never named.
-    fn check_host_header(
-        req: &Request<Incoming>,
-        target: &Target,
-        default_port: Option<u16>,
-    ) -> Result<(), Refusal> {
-        let mut values = req.headers().get_all(HOST).iter();
-        let value = match (values.next(), values.next()) {
-            (None, _) if req.version() >= hyper::Version::HTTP_11 => {
-                return Err(Refusal::bad_request(
-                    "HTTP/1.1 requests need a Host header".into(),
-                ))
-            }
-            (None, _) => return Ok(()),
-            (Some(_), Some(_)) => {
-                return Err(Refusal::bad_request("more than one Host header".into()))
-            }
-            (Some(v), None) => v,
-        };
-        let shown = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        let text = value
-            .to_str()
-            .map_err(|_| Refusal::bad_request(format!("unreadable Host header {shown:?}")))?;
-        if target::host_matches(text, target, default_port).map_err(Refusal::bad_request)? {
-            return Ok(());
-        }
-        Err(Refusal::forbidden(
-            format!("Host header {shown:?} does not match the target"),
-            format!(
-                "bottle egress: denied: the Host header {shown:?} does not match the request \
-                 target {}; send the request to the host it names\n",
-                target.host_port()
-            ),
-        ))
-    }
-
-    /// The allowlist, then what the request carries (before any lookup: a name is itself
-    /// carried to the resolver), then one resolution and a check of every address: the
-    /// addresses a connection may go to.
-    async fn decide(
-        &self,
-        method: &str,
-        target: &Target,
-        carried: &[(String, &[u8])],
-    ) -> Result<Vec<SocketAddr>, Refusal> {
-        if !self.policy.allows(target) {
-            let hostport = target.host_port();
-            return Err(Refusal::forbidden(
-                Denial::NotAllowed.reason(),
-                format!(
-                    "bottle egress: {method} to {hostport} denied: it is not in this bottle's \
-                     egress allowlist.\nTo allow it, add \"{hostport}\" to egress_allow of the \
-                     bottle and restart it (a rule without a port allows 80 and 443 only).\n"
-                ),
-            ));
-        }
-        let name = target.host.to_string();
-        let found = self
-            .scanner
-            .scan_name(name.as_bytes())
-            .map(|f| (f, "target"));
-        let found = found.or_else(|| self.scan_carried(carried));
-        if let Some((found, place)) = found {
-            let reason = format!("carries {found} in the {place}");
-            return Err(Refusal::forbidden(
-                reason.clone(),
-                format!(
-                    "bottle egress: {method} denied: the request {reason}; a bottle never sends \
-                     its credentials out (the bundle adds them where they are due)\n"
-                ),
-            ));
-        }
-        self.policy.resolve(target).await.map_err(|d| match d {
-            Denial::Unresolved(why) => Refusal::bad_gateway(target, why),
-            denial => {
-                let reason = denial.reason();
-                Refusal::forbidden(
-                    reason.clone(),
-                    format!(
-                        "bottle egress: {method} to {} denied: it {reason}, which a bottle may \
-                         reach only when an allowlist rule names that address or its network\n",
-                        target.host_port()
-                    ),
-                )
-            }
-        })
-    }
-
-    /// The first credential in what a request carries, and where. The small pieces (target,
-    /// headers) are scanned in one pass over their concatenation, which finds nothing for
-    /// almost every request; only then are they scanned one by one to say where.
-    fn scan_carried<'p>(&self, carried: &'p [(String, &[u8])]) -> Option<(Finding, &'p str)> {
-        let (small, large): (Vec<_>, Vec<_>) =
-            carried.iter().partition(|(_, b)| b.len() <= SMALL_PIECE);
-        let joined: Vec<u8> = small
-            .iter()
-            .flat_map(|(_, b)| b.iter().chain(b"\n"))
-            .copied()
-            .collect();
-        let in_small = self.scanner.scan(&joined).map(|whole| {
-            small
-                .iter()
-                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
-                // Split across pieces: found only when they are read together.
-                .unwrap_or((whole, "request head"))
-        });
-        in_small.or_else(|| {
-            large
-                .iter()
-                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
-        })
-    }
-
-    /// Connects to the first checked address that answers.
-    async fn dial(
-        &self,
-        target: &Target,
-        addrs: &[SocketAddr],
-    ) -> Result<(TcpStream, SocketAddr), Refusal> {
-        let attempt = async {
-            let mut last = None;
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        return Ok((s, *addr));
-                    }
-                    Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
-                }
-            }
-            Err(last.unwrap_or_else(|| "no address to connect to".into()))
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(found)) => Ok(found),
-            Ok(Err(why)) => Err(Refusal::bad_gateway(target, why)),
-            Err(_) => Err(Refusal::bad_gateway(
-                target,
-                format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
-            )),
-        }
     }
 }
 
