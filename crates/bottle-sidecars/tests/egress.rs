@@ -616,3 +616,45 @@ async fn the_log_never_holds_a_secret_the_agent_sent() {
         assert!(!line.contains(&lower), "the log shows the value: {line}");
     }
 }
+
+/// A rule marked `/tls` holds its tunnels to TLS like port 443: plain bytes close the tunnel
+/// before any reach the upstream, and the close line says why.
+#[tokio::test]
+async fn a_port_a_rule_marks_tls_must_carry_tls() {
+    let upstream = Upstream::start().await;
+    let up = upstream.port;
+    let (addr, log) = proxy(&format!("127.0.0.1:{up}/tls")).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let connect = format!("CONNECT 127.0.0.1:{up} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\n\r\n");
+    s.write_all(connect.as_bytes()).await.unwrap();
+    let (status, _) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let n = timeout(IO_TIMEOUT, s.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel is closed")
+        .unwrap();
+    assert_eq!(
+        n,
+        0,
+        "the tunnel answered: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let closed = lines(&log, EventKind::Close, 1).await;
+    assert!(
+        closed[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a TLS ClientHello"),
+        "{closed:?}"
+    );
+    assert_eq!(closed[0].bytes_up, Some(0), "{closed:?}");
+    assert!(
+        upstream.heads.lock().unwrap().is_empty(),
+        "bytes reached the upstream"
+    );
+}

@@ -7,7 +7,8 @@
 //! - [`host`]: hosts in one canonical spelling (numeric IPv4 spellings are addresses);
 //! - [`addr`]: the address classes the proxy refuses unless an IP or CIDR rule names them.
 //!
-//! A rule without a port allows the web ports 80 and 443 only; `:*` allows every port.
+//! A rule without a port allows the web ports 80 and 443 only; `:*` allows every port. A
+//! `/tls` suffix (`git.example.com:8443/tls`) makes the tunnels it allows carry TLS.
 
 pub mod addr;
 pub mod host;
@@ -62,6 +63,9 @@ impl PortPattern {
 pub struct AllowRule {
     pub host: HostPattern,
     pub port: PortPattern,
+    /// Written with a `/tls` suffix: a tunnel this rule allows must carry TLS, as one to port
+    /// 443 always must (the proxy checks the ClientHello and its server name).
+    pub tls: bool,
 }
 
 /// Why a pattern was refused.
@@ -95,6 +99,10 @@ impl FromStr for AllowRule {
                 "must be a host, not a URL (write example.com or example.com:443)",
             ));
         }
+        let (trimmed, tls) = match trimmed.strip_suffix("/tls") {
+            Some(rest) => (rest, true),
+            None => (trimmed, false),
+        };
         let (host, port) = split_port(trimmed);
         let port = match port {
             None => PortPattern::Web,
@@ -131,7 +139,12 @@ impl FromStr for AllowRule {
                 Host::Ip(ip) => HostPattern::Net(IpNet::from(ip)),
             }
         };
-        Ok(AllowRule { host, port })
+        if tls && port == PortPattern::Web {
+            return Err(err(
+                "marks TLS without a port: write host:8443/tls (443 always carries TLS)",
+            ));
+        }
+        Ok(AllowRule { host, port, tls })
     }
 }
 
@@ -182,10 +195,14 @@ impl fmt::Display for AllowRule {
             HostPattern::Net(net) => write!(f, "{net}")?,
         }
         match self.port {
-            PortPattern::Web => Ok(()),
-            PortPattern::Any => f.write_str(":*"),
-            PortPattern::One(p) => write!(f, ":{p}"),
+            PortPattern::Web => {}
+            PortPattern::Any => f.write_str(":*")?,
+            PortPattern::One(p) => write!(f, ":{p}")?,
         }
+        if self.tls {
+            f.write_str("/tls")?;
+        }
+        Ok(())
     }
 }
 
@@ -217,6 +234,11 @@ impl Allowlist {
     /// Whether `host:port` is allowed; `host` in any spelling [`Host::parse`] reads.
     pub fn allows(&self, host: &str, port: u16) -> bool {
         Host::parse(host).is_some_and(|h| self.allows_host(&h, port))
+    }
+
+    /// Whether a tunnel to `host:port` must carry TLS because a rule that allows it says so.
+    pub fn requires_tls(&self, host: &Host, port: u16) -> bool {
+        self.rules.iter().any(|r| r.tls && r.matches(host, port))
     }
 
     /// Whether a rule names `ip` on `port` explicitly (an address or CIDR rule), which lets a
@@ -310,6 +332,8 @@ mod tests {
         check_err("1.2.3.4.5", "invalid host");
         check_err("08.0.0.1", "invalid host");
         check_err("10.0.0.0/33", "CIDR");
+        check_err("example.com/tls", "marks TLS without a port");
+        check_err("example.com:8443/tcp", "port");
     }
 
     #[test]
@@ -324,11 +348,23 @@ mod tests {
             ("10.1.2.3/8", "10.0.0.0/8"),
             ("[fd00::1/64]:443", "[fd00::/64]:443"),
             ("fd00::/64", "[fd00::/64]"),
+            ("Git.Example.com:8443/tls", "git.example.com:8443/tls"),
+            ("*.example.com:*/tls", "*.example.com:*/tls"),
         ] {
             let rule: AllowRule = pattern.parse().unwrap();
             assert_eq!(rule.to_string(), canonical, "{pattern}");
             assert_eq!(canonical.parse::<AllowRule>().unwrap(), rule, "{canonical}");
         }
+    }
+
+    #[test]
+    fn tls_marks() {
+        let list = Allowlist::parse("a.test:8443/tls, b.test:8443, *.c.test:*/tls").unwrap();
+        let host = |h: &str| Host::parse(h).unwrap();
+        assert!(list.requires_tls(&host("a.test"), 8443));
+        assert!(!list.requires_tls(&host("b.test"), 8443));
+        assert!(list.requires_tls(&host("x.c.test"), 9000));
+        assert!(!list.requires_tls(&host("a.test"), 443));
     }
 
     #[test]

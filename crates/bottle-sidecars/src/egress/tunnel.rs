@@ -1,9 +1,9 @@
 //! `CONNECT host:port`: decided, connected, answered `200`, then the two streams spliced until
 //! either side ends or the tunnel idles out; one close line with the bytes each way.
 //!
-//! A tunnel to a TLS port is held until the client's first flight is read: it must be a TLS
-//! ClientHello naming the tunnel's host ([`super::tls`]), or the tunnel is closed before a
-//! byte reaches the upstream. `CONNECT` to port 80 is refused: plain HTTP goes through the
+//! A tunnel to a TLS port (443, or one a rule marks `/tls`) is held until the client's first
+//! flight is read: it must be a TLS ClientHello naming the tunnel's host ([`super::tls`]), or
+//! the tunnel is closed before a byte reaches the upstream. `CONNECT` to port 80 is refused: plain HTTP goes through the
 //! proxy in absolute form, where its `Host` is checked.
 
 use std::sync::Arc;
@@ -79,6 +79,9 @@ impl Proxy {
         close.status = Some(200);
         let conn = conn.clone();
         let limits = self.limits.clone();
+        // Port 443, or a port a rule marks `/tls`: the first flight must be a ClientHello.
+        let tls = TLS_PORTS.contains(&target.port)
+            || self.policy.allow.requires_tls(&target.host, target.port);
         tokio::spawn(async move {
             let started = Instant::now();
             // The client's side keeps the connection's activity; the upstream's adds to it.
@@ -90,12 +93,20 @@ impl Proxy {
                     Ok(parts) => {
                         let mut client = parts.io.into_inner();
                         let early = parts.read_buf.to_vec();
-                        carry_spliced(&mut client, early, &mut up, &target, &activity, &limits)
-                            .await
+                        carry_spliced(
+                            &mut client,
+                            early,
+                            &mut up,
+                            &target,
+                            tls,
+                            &activity,
+                            &limits,
+                        )
+                        .await
                     }
                     Err(client) => {
                         let mut client = TokioIo::new(client);
-                        carry(&mut client, &mut up, &target, &activity, &limits).await
+                        carry(&mut client, &mut up, &target, tls, &activity, &limits).await
                     }
                 },
                 Err(e) => Err(format!("client left before the tunnel opened: {e}")),
@@ -118,13 +129,14 @@ async fn carry<C>(
     client: &mut C,
     up: &mut Tracked<TcpStream>,
     target: &Target,
+    tls: bool,
     activity: &Activity,
     limits: &super::Limits,
 ) -> Result<(), String>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    if TLS_PORTS.contains(&target.port) {
+    if tls {
         let first = tokio::time::timeout(
             limits.header_timeout,
             read_hello(client, Vec::new(), target),
@@ -156,10 +168,11 @@ async fn carry_spliced(
     early: Vec<u8>,
     up: &mut Tracked<TcpStream>,
     target: &Target,
+    tls: bool,
     activity: &Activity,
     limits: &super::Limits,
 ) -> Result<(), String> {
-    let first = if TLS_PORTS.contains(&target.port) {
+    let first = if tls {
         tokio::time::timeout(limits.header_timeout, read_hello(client, early, target))
             .await
             .map_err(|_| {
