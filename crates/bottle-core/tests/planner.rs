@@ -376,7 +376,7 @@ fn services_are_daemons_of_their_own() {
 
     catalog.daemons.push(DaemonDef {
         name: "services".into(),
-        port: 9200,
+        port: 9300,
         facing: Facing::Agent,
         scheme: "http".into(),
         path: String::new(),
@@ -387,7 +387,7 @@ fn services_are_daemons_of_their_own() {
     let got = render(&p);
     let expect = "daemons pipelock,egress,svc-anthropic";
     assert!(got.contains(expect), "{got}");
-    assert!(got.contains(":9200"), "published: {got}");
+    assert!(got.contains(":9300"), "published: {got}");
     assert!(
         got.contains("BOTTLE_DAEMONS=pipelock,egress,services "),
         "{got}"
@@ -398,7 +398,7 @@ fn services_are_daemons_of_their_own() {
         "{got}"
     );
     assert!(
-        got.contains(r#"BOTTLE_SERVICES=[{"name":"anthropic","port":9200,"upstream":"https://api.anthropic.test/v1","inject":[{"header":"x-api-key","secret":"ANTHROPIC_API_KEY"}],"paths":[],"ca_file":"/etc/bottle/services/anthropic.pem","insecure_http":false}]"#),
+        got.contains(r#"BOTTLE_SERVICES=[{"name":"anthropic","port":9300,"upstream":"https://api.anthropic.test/v1","inject":[{"header":"x-api-key","secret":"ANTHROPIC_API_KEY"}],"paths":[],"ca_file":"/etc/bottle/services/anthropic.pem","insecure_http":false}]"#),
         "{got}"
     );
     assert_eq!(p.mounts.len(), 1);

@@ -41,7 +41,7 @@ pub fn provided() -> Catalog {
             },
             DaemonDef {
                 name: SERVICES.into(),
-                port: 9200,
+                port: 9300,
                 facing: Facing::Agent,
                 scheme: "http".into(),
                 path: String::new(),
