@@ -9,6 +9,8 @@
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
+//! - [`selfcheck`]: the report a container gives of itself from inside, which the
+//!   conformance suite compares with what was asked;
 //! - `conformance` (feature `conformance`): the cases every runtime must pass.
 
 // A library reports through `tracing` and its return values, never by printing.
@@ -27,6 +29,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod plan;
 pub mod runtime;
+pub mod selfcheck;
 pub mod spec;
 
 pub use catalog::{Catalog, DaemonDef, Facing, When};

@@ -12,11 +12,12 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::plan::ImageProfile;
+use crate::selfcheck::{self, Report};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, ImageInfo,
     LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding, PortForwarding,
@@ -292,9 +293,9 @@ fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
     }
 }
 
-/// The container ports a daemon listens behind, when the image's catalog and the container's
-/// `BOTTLE_DAEMONS` say; `None` when every published port has one.
-fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<Vec<u16>> {
+/// The daemons of the container, by container port, when the image's catalog and the
+/// container's `BOTTLE_DAEMONS` say; `None` when every published port has a daemon behind it.
+fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<BTreeMap<u16, String>> {
     let catalog = ImageProfile::from_image(&spec.image, image?)
         .ok()?
         .catalog?;
@@ -309,30 +310,82 @@ fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<Vec<u
         names
             .split(',')
             .filter_map(|n| catalog.get(n.trim()))
-            .map(|d| d.port)
+            .map(|d| (d.port, d.name.clone()))
             .collect(),
     )
 }
 
-/// Publishes one port on `addr` (port 0: a free one): a daemon that holds connections open,
-/// or with no daemon behind it what `forwarding` does. Returns the task that owns the socket
-/// and the host port.
+/// What answers behind a published port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Behind {
+    /// A daemon that accepts connections and holds them open.
+    Daemon,
+    /// The `selfcheck` daemon: each connection gets this report and is closed.
+    Report(String),
+    /// Nothing listens in the container.
+    Nothing,
+}
+
+/// What the reference image's `selfcheck` daemon would report in a container made from `spec`
+/// by an engine that honours every setting (see [`crate::selfcheck`]).
+pub fn selfcheck_report(spec: &ContainerSpec, image_user: &str) -> Report {
+    let sec = &spec.security;
+    let user = sec.user.as_deref().unwrap_or(image_user);
+    let (uid, gid) = selfcheck::parse_user(user).unwrap_or((0, 0));
+    let added = selfcheck::capability_set(sec.cap_add.iter().map(String::as_str));
+    let cap_bounding = if sec.drop_all_capabilities {
+        added
+    } else {
+        selfcheck::capability_set(selfcheck::ENGINE_DEFAULT_CAPABILITIES) | added
+    };
+    Report {
+        uid,
+        gid,
+        cap_effective: if uid == 0 { cap_bounding } else { 0 },
+        cap_bounding,
+        no_new_privs: sec.no_new_privileges,
+        root_read_only: sec.read_only_rootfs,
+        tmpfs: sec
+            .tmpfs
+            .iter()
+            .map(|p| (p.clone(), TMPFS_OPTIONS.map(String::from).to_vec()))
+            .collect(),
+        cgroup: "memory".into(),
+        memory_limit: spec.limits.memory_bytes,
+        memory_swap: spec.limits.memory_bytes.map(|_| 0),
+        pids_limit: spec.limits.pids.and_then(|p| u64::try_from(p).ok()),
+        env: spec
+            .env
+            .iter()
+            .map(|e| (e.key.clone(), selfcheck::value_hash(e.value.expose())))
+            .collect(),
+    }
+}
+
+/// The options of every tmpfs the in-memory engine mounts.
+const TMPFS_OPTIONS: [&str; 4] = ["rw", "nosuid", "nodev", "noexec"];
+
+/// Publishes one port on `addr` (port 0: a free one) with `behind` behind it; with nothing
+/// behind it, what `forwarding` does. Returns the task that owns the socket and the host port.
 fn publish_port(
     addr: SocketAddr,
-    daemon: bool,
+    behind: Behind,
     forwarding: PortForwarding,
 ) -> std::io::Result<(JoinHandle<()>, u16)> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(addr)?;
     let port = socket.local_addr()?.port();
-    let task = if daemon || forwarding == PortForwarding::Proxied {
-        serve(socket.listen(64)?, !daemon)
-    } else {
+    let task = match behind {
+        Behind::Daemon => serve(socket.listen(64)?, false),
+        Behind::Report(report) => answer(socket.listen(64)?, report),
+        Behind::Nothing if forwarding == PortForwarding::Proxied => {
+            serve(socket.listen(64)?, true)
+        }
         // Bound, never listening: the port is taken and connections are refused.
-        tokio::spawn(async move {
+        Behind::Nothing => tokio::spawn(async move {
             let _held = socket;
             std::future::pending::<()>().await;
-        })
+        }),
     };
     Ok((task, port))
 }
@@ -351,6 +404,16 @@ fn serve(listener: tokio::net::TcpListener, silent: bool) -> JoinHandle<()> {
                 let mut buf = [0u8; 512];
                 while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
             });
+        }
+    })
+}
+
+/// Answers each connection on `listener` with `text` and closes it.
+fn answer(listener: tokio::net::TcpListener, text: String) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.write_all(text.as_bytes()).await;
+            let _ = stream.shutdown().await;
         }
     })
 }
@@ -524,7 +587,9 @@ impl ContainerRuntime for InMemoryRuntime {
             }
             let wildcard = s.publish_wildcard;
             forwarding = s.forwarding;
-            let served = served_ports(&c.spec, s.images.get(&c.spec.image));
+            let image = s.images.get(&c.spec.image);
+            let served = served_ports(&c.spec, image);
+            let report = selfcheck_report(&c.spec, image.map_or("", |i| i.user.as_str()));
             c.spec
                 .publish
                 .iter()
@@ -534,17 +599,22 @@ impl ContainerRuntime for InMemoryRuntime {
                     } else {
                         IpAddr::V4(p.host_ip)
                     };
-                    let daemon = !s.daemons_silent
-                        && served
-                            .as_ref()
-                            .is_none_or(|ports| ports.contains(&p.container_port));
-                    (p.container_port, SocketAddr::new(ip, 0), daemon)
+                    let behind = match served.as_ref().map(|s| s.get(&p.container_port)) {
+                        _ if s.daemons_silent => Behind::Nothing,
+                        None => Behind::Daemon,
+                        Some(None) => Behind::Nothing,
+                        Some(Some(name)) if name == selfcheck::DAEMON => Behind::Report(
+                            serde_json::to_string(&report).expect("a report serializes"),
+                        ),
+                        Some(Some(_)) => Behind::Daemon,
+                    };
+                    (p.container_port, SocketAddr::new(ip, 0), behind)
                 })
                 .collect::<Vec<_>>()
         };
         let mut listeners = BTreeMap::new();
-        for (container_port, addr, daemon) in publish {
-            let published = publish_port(addr, daemon, forwarding)
+        for (container_port, addr, behind) in publish {
+            let published = publish_port(addr, behind, forwarding)
                 .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?;
             listeners.insert(container_port, published);
         }

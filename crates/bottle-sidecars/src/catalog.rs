@@ -14,7 +14,8 @@ pub const EGRESS: &str = "egress";
 /// The name of the supervise daemon.
 pub const SUPERVISE: &str = "supervise";
 
-/// The catalog the image provides: egress is the agent-facing proxy, supervise is optional.
+/// The catalog the image provides: egress is the agent-facing proxy, supervise is optional,
+/// selfcheck (internal, only when named) reports what the container is.
 pub fn provided() -> Catalog {
     Catalog {
         daemons: vec![
@@ -36,6 +37,7 @@ pub fn provided() -> Catalog {
                 vars: vec!["MCP_SUPERVISE_URL".into()],
                 when: When::Supervise,
             },
+            bottle_core::selfcheck::daemon_def(),
         ],
     }
 }

@@ -6,11 +6,13 @@
 //!   reaps, restarts, and stops them all quickly on SIGTERM;
 //! - [`egress`]: the allowlisting HTTP/1.1 forward proxy, callable in-process;
 //! - [`supervise`]: a minimal MCP endpoint;
-//! - [`health`]: the image's health check.
+//! - [`health`]: the image's health check;
+//! - [`selfcheck`]: reports what the container really is, for the conformance suite.
 
 pub mod catalog;
 pub mod daemon;
 pub mod egress;
 pub mod health;
 pub mod init;
+pub mod selfcheck;
 pub mod supervise;
