@@ -15,15 +15,22 @@ async fn setup(_case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
 fn setup_with(forwarding: PortForwarding) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
     let rt = InMemoryRuntime::new();
     rt.set_port_forwarding(forwarding);
+    let mut catalog = Catalog::seed();
+    catalog.daemons.push(bottle_core::selfcheck::daemon_def());
     rt.add_image(
         "bottle-sidecars:test",
-        [(labels::CATALOG.to_string(), Catalog::seed().to_json())].into(),
+        [(labels::CATALOG.to_string(), catalog.to_json())].into(),
+    );
+    rt.add_image(
+        "bt-mem-sleep:test",
+        [("io.bottle.test".to_string(), "sleep".to_string())].into(),
     );
     let fx = Fixture {
         image: "bottle-sidecars:test".into(),
         prefix: "bt-mem".into(),
         subnet_pool: "10.214.0.0/16".parse().unwrap(),
         loopback_pool: "127.78.0.0/16".parse().unwrap(),
+        sigterm_deaf_image: "bt-mem-sleep:test".into(),
     };
     Some((Arc::new(rt), fx))
 }

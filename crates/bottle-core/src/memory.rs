@@ -17,11 +17,11 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::plan::ImageProfile;
-use crate::selfcheck::{self, Report};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, ImageInfo,
     LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding, PortForwarding,
 };
+use crate::selfcheck::{self, Report};
 
 pub use crate::runtime::Op;
 
@@ -283,13 +283,38 @@ impl State {
     }
 }
 
+/// The in-memory engine's own error, kept as the source of every error it returns, as an SDK's
+/// error is by a real adapter.
+#[derive(Debug)]
+pub struct EngineMessage(pub String);
+
+impl std::fmt::Display for EngineMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EngineMessage {}
+
 fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
-    Error::Engine {
-        engine: "memory".into(),
-        operation: op.into(),
-        target: target.into(),
-        message: message.into(),
-        source: None,
+    Error::engine("memory", op, target, EngineMessage(message.into()))
+}
+
+fn missing(kind: ObjectKind, name: &str) -> Error {
+    Error::NotFound {
+        kind,
+        name: name.into(),
+        source: Some(Box::new(EngineMessage(format!("no such {kind}: {name}")))),
+    }
+}
+
+fn exists(kind: ObjectKind, name: &str) -> Error {
+    Error::AlreadyExists {
+        kind,
+        name: name.into(),
+        source: Some(Box::new(EngineMessage(format!(
+            "{kind} name {name} is in use"
+        )))),
     }
 }
 
@@ -378,9 +403,7 @@ fn publish_port(
     let task = match behind {
         Behind::Daemon => serve(socket.listen(64)?, false),
         Behind::Report(report) => answer(socket.listen(64)?, report),
-        Behind::Nothing if forwarding == PortForwarding::Proxied => {
-            serve(socket.listen(64)?, true)
-        }
+        Behind::Nothing if forwarding == PortForwarding::Proxied => serve(socket.listen(64)?, true),
         // Bound, never listening: the port is taken and connections are refused.
         Behind::Nothing => tokio::spawn(async move {
             let _held = socket;
@@ -442,7 +465,7 @@ impl ContainerRuntime for InMemoryRuntime {
         self.pass(Op::CreateNetwork).await;
         let mut s = self.enter(Op::CreateNetwork)?;
         if s.networks.contains_key(&spec.name) {
-            return Err(Error::already_exists(ObjectKind::Network, &spec.name));
+            return Err(exists(ObjectKind::Network, &spec.name));
         }
         if !spec.subnet.contains(&spec.gateway)
             || spec.gateway == spec.subnet.network()
@@ -460,7 +483,10 @@ impl ContainerRuntime for InMemoryRuntime {
         if overlap {
             return Err(Error::SubnetConflict {
                 subnet: spec.subnet,
-                source: None,
+                source: Some(Box::new(EngineMessage(format!(
+                    "subnet {} overlaps an existing network",
+                    spec.subnet
+                )))),
             });
         }
         let id = s.id();
@@ -511,15 +537,15 @@ impl ContainerRuntime for InMemoryRuntime {
         self.pass(Op::CreateContainer).await;
         let mut s = self.enter(Op::CreateContainer)?;
         if s.containers.contains_key(&spec.name) {
-            return Err(Error::already_exists(ObjectKind::Container, &spec.name));
+            return Err(exists(ObjectKind::Container, &spec.name));
         }
         if !s.images.contains_key(&spec.image) {
-            return Err(Error::not_found(ObjectKind::Image, &spec.image));
+            return Err(missing(ObjectKind::Image, &spec.image));
         }
         let network = s
             .networks
             .get(&spec.network)
-            .ok_or_else(|| Error::not_found(ObjectKind::Network, &spec.network))?;
+            .ok_or_else(|| missing(ObjectKind::Network, &spec.network))?;
         let ip = spec.ipv4;
         let host_of_subnet = network.subnet.contains(&ip)
             && ip != network.subnet.network()
@@ -581,7 +607,7 @@ impl ContainerRuntime for InMemoryRuntime {
             let c = s
                 .containers
                 .get(name)
-                .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+                .ok_or_else(|| missing(ObjectKind::Container, name))?;
             if c.state == ContainerState::Running {
                 return Ok(());
             }
@@ -621,7 +647,7 @@ impl ContainerRuntime for InMemoryRuntime {
         let mut s = self.lock();
         let Some(c) = s.containers.get_mut(name) else {
             listeners.values().for_each(|(t, _)| t.abort());
-            return Err(Error::not_found(ObjectKind::Container, name));
+            return Err(missing(ObjectKind::Container, name));
         };
         c.listeners = listeners;
         c.state = ContainerState::Running;
@@ -649,7 +675,7 @@ impl ContainerRuntime for InMemoryRuntime {
         let c = s
             .containers
             .get(name)
-            .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+            .ok_or_else(|| missing(ObjectKind::Container, name))?;
         Ok(info_of(name, c, hide_ports, wildcard))
     }
 
@@ -686,7 +712,7 @@ impl ContainerRuntime for InMemoryRuntime {
             let c = s
                 .containers
                 .get(name)
-                .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+                .ok_or_else(|| missing(ObjectKind::Container, name))?;
             let skip = options.tail.map_or(0, |t| c.log.len().saturating_sub(t));
             c.log[skip..].to_vec()
         };

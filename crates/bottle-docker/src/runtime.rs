@@ -303,7 +303,25 @@ impl ContainerRuntime for DockerRuntime {
         let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
-        let e = match self.docker.create_container(Some(options), body).await {
+        // Docker creates a container on a network that does not exist (and fails only at
+        // start); the contract says `NotFound`, so the network is looked up alongside.
+        let (network, created) = tokio::join!(
+            self.docker.inspect_network(&spec.network, None),
+            self.docker.create_container(Some(options), body)
+        );
+        if let Err(e) = network {
+            if errors::status(&e) == Some(404) {
+                if created.is_ok() {
+                    self.remove_container(&spec.name).await?;
+                }
+                return Err(Error::NotFound {
+                    kind: ObjectKind::Network,
+                    name: spec.network.clone(),
+                    source: Some(Box::new(e)),
+                });
+            }
+        }
+        let e = match created {
             Ok(created) => return self.check_create_warnings(spec, &created.warnings).await,
             Err(e) => e,
         };

@@ -36,7 +36,11 @@ pub fn report() -> Report {
     let environ = std::fs::read("/proc/1/environ")
         .or_else(|_| std::fs::read("/proc/self/environ"))
         .unwrap_or_default();
-    let mut report = report_from(&read("/proc/1/status"), &read("/proc/self/mountinfo"), &environ);
+    let mut report = report_from(
+        &read("/proc/1/status"),
+        &read("/proc/self/mountinfo"),
+        &environ,
+    );
     let cgroup = Path::new("/sys/fs/cgroup");
     let file = |p: &str| std::fs::read_to_string(cgroup.join(p)).ok();
     if cgroup.join("cgroup.controllers").exists() {
@@ -148,7 +152,15 @@ mod tests {
         assert!(r.root_read_only);
         assert_eq!(
             r.tmpfs["/tmp"],
-            ["rw", "nosuid", "nodev", "noexec", "relatime", "size=16384k", "mode=1777"]
+            [
+                "rw",
+                "nosuid",
+                "nodev",
+                "noexec",
+                "relatime",
+                "size=16384k",
+                "mode=1777"
+            ]
         );
         assert_eq!(r.tmpfs.len(), 1);
         assert_eq!(r.env["SECRET"], value_hash("s3cret"));
