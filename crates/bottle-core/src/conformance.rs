@@ -288,6 +288,20 @@ async fn remove_all(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture, case: &str) {
     }
 }
 
+/// Removes every container and network of this fixture's prefix, of every case (after a case
+/// that failed half-way).
+pub async fn remove_everything(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let sel = LabelSelector::all().eq("io.bottle.conformance", &fx.prefix);
+    for c in rt.list_containers(&sel).await.expect("list containers") {
+        rt.remove_container(&c.name)
+            .await
+            .expect("remove container");
+    }
+    for n in rt.list_networks(&sel).await.expect("list networks") {
+        rt.remove_network(&n.name).await.expect("remove network");
+    }
+}
+
 /// Creating a network twice is `AlreadyExists` and keeps the first; removing twice succeeds.
 pub async fn network_create_is_exclusive_and_remove_idempotent(
     rt: &Arc<dyn ContainerRuntime>,

@@ -11,7 +11,9 @@
 //! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
 //! - [`selfcheck`]: the report a container gives of itself from inside, which the
 //!   conformance suite compares with what was asked;
-//! - `conformance` (feature `conformance`): the cases every runtime must pass.
+//! - `conformance` (feature `conformance`): the cases every runtime must pass;
+//! - `mutants` (feature `conformance`): runtimes that each break one promise of the contract,
+//!   and the cases that must notice.
 
 // A library reports through `tracing` and its return values, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -27,6 +29,8 @@ pub mod intercept;
 pub mod labels;
 pub mod lifecycle;
 pub mod memory;
+#[cfg(feature = "conformance")]
+pub mod mutants;
 pub mod plan;
 pub mod runtime;
 pub mod selfcheck;

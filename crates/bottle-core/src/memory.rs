@@ -70,6 +70,8 @@ struct State {
     unassigned_inspections: usize,
     /// Publish on the wildcard address whatever was asked (a misbehaving engine).
     publish_wildcard: bool,
+    /// Containers may swap without limit (a quirk: an engine that leaves swap unset).
+    swap_unlimited: bool,
     /// No daemon listens behind published ports (see `InMemoryRuntime::daemons_never_ready`).
     daemons_silent: bool,
     /// What a published port with no daemon behind it does: accept and close (`Proxied`) or
@@ -137,6 +139,12 @@ impl InMemoryRuntime {
     /// would.
     pub fn publish_on_wildcard(&self, on: bool) {
         self.lock().publish_wildcard = on;
+    }
+
+    /// Makes later containers' memory limits come without a swap limit, as an engine that
+    /// leaves swap unset does: the mutant the trait cannot express (it has no swap setting).
+    pub fn swap_unlimited(&self, on: bool) {
+        self.lock().swap_unlimited = on;
     }
 
     /// Makes later starts publish ports with no daemon behind them: the daemons never become
@@ -615,7 +623,10 @@ impl ContainerRuntime for InMemoryRuntime {
             forwarding = s.forwarding;
             let image = s.images.get(&c.spec.image);
             let served = served_ports(&c.spec, image);
-            let report = selfcheck_report(&c.spec, image.map_or("", |i| i.user.as_str()));
+            let mut report = selfcheck_report(&c.spec, image.map_or("", |i| i.user.as_str()));
+            if s.swap_unlimited {
+                report.memory_swap = None;
+            }
             c.spec
                 .publish
                 .iter()
