@@ -1391,3 +1391,45 @@ fn stdout(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(subnet_pool: &str, loopback_pool: &str) -> Fixture {
+        Fixture {
+            image: "i".into(),
+            prefix: "p".into(),
+            subnet_pool: subnet_pool.parse().unwrap(),
+            loopback_pool: loopback_pool.parse().unwrap(),
+            sigterm_deaf_image: "s".into(),
+        }
+    }
+
+    #[test]
+    fn direct_loopback_addresses_stay_inside_the_pool() {
+        for pool in ["127.78.0.0/16", "127.78.4.0/23", "127.0.0.0/8"] {
+            let fx = fixture("10.214.0.0/16", pool);
+            for i in [1, 100, 200] {
+                let addr = fx.loopback(i);
+                assert!(fx.loopback_pool.contains(&addr), "{addr} outside {pool}");
+            }
+        }
+        assert_eq!(
+            fixture("10.214.0.0/16", "127.78.4.0/23").loopback(5),
+            "127.78.5.5".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "must be a /23 or larger")]
+    fn a_loopback_pool_too_small_is_refused() {
+        fixture("10.214.0.0/16", "127.78.4.0/24").loopback(1);
+    }
+
+    #[test]
+    #[should_panic(expected = "must be a /18 or larger")]
+    fn a_subnet_pool_too_small_is_refused() {
+        fixture("10.214.0.0/20", "127.78.0.0/16").subnet(0);
+    }
+}

@@ -79,6 +79,8 @@ struct State {
     forwarding: PortForwarding,
     /// Held operations: calls wait at the gate until it is released (closed), counted.
     gates: BTreeMap<Op, (Arc<tokio::sync::Semaphore>, usize)>,
+    /// Held answers: calls take effect, then wait at the gate until it is released, counted.
+    answer_gates: BTreeMap<Op, (Arc<tokio::sync::Semaphore>, usize)>,
     next_id: u64,
 }
 
@@ -179,18 +181,51 @@ impl InMemoryRuntime {
         self.lock().gates.get(&op).map_or(0, |(_, n)| *n)
     }
 
-    /// Lets every held call of `op`, and every later one, proceed.
+    /// Makes later calls of `op` (`CreateNetwork` or `CreateContainer`) take effect and then
+    /// wait, before they answer, until [`InMemoryRuntime::release`]: an engine that acted but
+    /// whose answer is not back yet.
+    pub fn hold_answer(&self, op: Op) {
+        self.lock()
+            .answer_gates
+            .insert(op, (Arc::new(tokio::sync::Semaphore::new(0)), 0));
+    }
+
+    /// How many calls of `op` took effect and wait to answer since
+    /// [`InMemoryRuntime::hold_answer`].
+    pub fn held_answers(&self, op: Op) -> usize {
+        self.lock().answer_gates.get(&op).map_or(0, |(_, n)| *n)
+    }
+
+    /// Lets every held call (or answer) of `op`, and every later one, proceed.
     pub fn release(&self, op: Op) {
-        if let Some((gate, _)) = self.lock().gates.remove(&op) {
-            gate.close();
+        let mut guard = self.lock();
+        let s: &mut State = &mut guard;
+        for gates in [&mut s.gates, &mut s.answer_gates] {
+            if let Some((gate, _)) = gates.remove(&op) {
+                gate.close();
+            }
         }
     }
 
     /// Waits at the gate of `op` while it is held.
     async fn pass(&self, op: Op) {
+        self.wait_at(op, false).await;
+    }
+
+    /// Waits at the answer gate of `op` while it is held.
+    async fn answer(&self, op: Op) {
+        self.wait_at(op, true).await;
+    }
+
+    async fn wait_at(&self, op: Op, answer: bool) {
         let gate = {
             let mut s = self.lock();
-            s.gates.get_mut(&op).map(|(gate, n)| {
+            let gates = if answer {
+                &mut s.answer_gates
+            } else {
+                &mut s.gates
+            };
+            gates.get_mut(&op).map(|(gate, n)| {
                 *n += 1;
                 gate.clone()
             })
@@ -471,47 +506,52 @@ impl ContainerRuntime for InMemoryRuntime {
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
         self.pass(Op::CreateNetwork).await;
-        let mut s = self.enter(Op::CreateNetwork)?;
-        if s.networks.contains_key(&spec.name) {
-            return Err(exists(ObjectKind::Network, &spec.name));
-        }
-        if !spec.subnet.contains(&spec.gateway)
-            || spec.gateway == spec.subnet.network()
-            || spec.gateway == spec.subnet.broadcast()
-        {
-            return Err(engine_error(
-                "creating network",
-                &spec.name,
-                format!("gateway {} is not a host of {}", spec.gateway, spec.subnet),
-            ));
-        }
-        let overlap = s.networks.values().any(|n| {
-            n.subnet.contains(&spec.subnet.network()) || spec.subnet.contains(&n.subnet.network())
-        });
-        if overlap {
-            return Err(Error::SubnetConflict {
-                subnet: spec.subnet,
-                source: Some(Box::new(EngineMessage(format!(
-                    "subnet {} overlaps an existing network",
-                    spec.subnet
-                )))),
+        let info = {
+            let mut s = self.enter(Op::CreateNetwork)?;
+            if s.networks.contains_key(&spec.name) {
+                return Err(exists(ObjectKind::Network, &spec.name));
+            }
+            if !spec.subnet.contains(&spec.gateway)
+                || spec.gateway == spec.subnet.network()
+                || spec.gateway == spec.subnet.broadcast()
+            {
+                return Err(engine_error(
+                    "creating network",
+                    &spec.name,
+                    format!("gateway {} is not a host of {}", spec.gateway, spec.subnet),
+                ));
+            }
+            let overlap = s.networks.values().any(|n| {
+                n.subnet.contains(&spec.subnet.network())
+                    || spec.subnet.contains(&n.subnet.network())
             });
-        }
-        let id = s.id();
-        s.networks.insert(
-            spec.name.clone(),
-            MemNetwork {
-                id: id.clone(),
-                subnet: spec.subnet,
+            if overlap {
+                return Err(Error::SubnetConflict {
+                    subnet: spec.subnet,
+                    source: Some(Box::new(EngineMessage(format!(
+                        "subnet {} overlaps an existing network",
+                        spec.subnet
+                    )))),
+                });
+            }
+            let id = s.id();
+            s.networks.insert(
+                spec.name.clone(),
+                MemNetwork {
+                    id: id.clone(),
+                    subnet: spec.subnet,
+                    labels: spec.labels.clone(),
+                },
+            );
+            NetworkInfo {
+                name: spec.name.clone(),
+                id,
+                subnets: vec![spec.subnet],
                 labels: spec.labels.clone(),
-            },
-        );
-        Ok(NetworkInfo {
-            name: spec.name.clone(),
-            id,
-            subnets: vec![spec.subnet],
-            labels: spec.labels.clone(),
-        })
+            }
+        };
+        self.answer(Op::CreateNetwork).await;
+        Ok(info)
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
@@ -543,67 +583,70 @@ impl ContainerRuntime for InMemoryRuntime {
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
         self.pass(Op::CreateContainer).await;
-        let mut s = self.enter(Op::CreateContainer)?;
-        if s.containers.contains_key(&spec.name) {
-            return Err(exists(ObjectKind::Container, &spec.name));
-        }
-        if !s.images.contains_key(&spec.image) {
-            return Err(missing(ObjectKind::Image, &spec.image));
-        }
-        let network = s
-            .networks
-            .get(&spec.network)
-            .ok_or_else(|| missing(ObjectKind::Network, &spec.network))?;
-        let ip = spec.ipv4;
-        let host_of_subnet = network.subnet.contains(&ip)
-            && ip != network.subnet.network()
-            && ip != network.subnet.broadcast()
-            && ip != Ipv4Addr::from(u32::from(network.subnet.network()) + 1);
-        if !host_of_subnet {
-            return Err(engine_error(
-                "creating container",
-                &spec.name,
-                format!(
-                    "address {ip} is not a free host address of {}",
-                    network.subnet
-                ),
-            ));
-        }
-        let ip_taken = s
-            .containers
-            .values()
-            .any(|c| c.spec.network == spec.network && c.spec.ipv4 == ip);
-        if ip_taken {
-            return Err(engine_error(
-                "creating container",
-                &spec.name,
-                format!("address {ip} is already in use"),
-            ));
-        }
-        let mut ports = BTreeSet::new();
-        if let Some(dup) = spec
-            .publish
-            .iter()
-            .find(|p| !ports.insert(p.container_port))
         {
-            return Err(engine_error(
-                "creating container",
-                &spec.name,
-                format!("port {} is published twice", dup.container_port),
-            ));
+            let mut s = self.enter(Op::CreateContainer)?;
+            if s.containers.contains_key(&spec.name) {
+                return Err(exists(ObjectKind::Container, &spec.name));
+            }
+            if !s.images.contains_key(&spec.image) {
+                return Err(missing(ObjectKind::Image, &spec.image));
+            }
+            let network = s
+                .networks
+                .get(&spec.network)
+                .ok_or_else(|| missing(ObjectKind::Network, &spec.network))?;
+            let ip = spec.ipv4;
+            let host_of_subnet = network.subnet.contains(&ip)
+                && ip != network.subnet.network()
+                && ip != network.subnet.broadcast()
+                && ip != Ipv4Addr::from(u32::from(network.subnet.network()) + 1);
+            if !host_of_subnet {
+                return Err(engine_error(
+                    "creating container",
+                    &spec.name,
+                    format!(
+                        "address {ip} is not a free host address of {}",
+                        network.subnet
+                    ),
+                ));
+            }
+            let ip_taken = s
+                .containers
+                .values()
+                .any(|c| c.spec.network == spec.network && c.spec.ipv4 == ip);
+            if ip_taken {
+                return Err(engine_error(
+                    "creating container",
+                    &spec.name,
+                    format!("address {ip} is already in use"),
+                ));
+            }
+            let mut ports = BTreeSet::new();
+            if let Some(dup) = spec
+                .publish
+                .iter()
+                .find(|p| !ports.insert(p.container_port))
+            {
+                return Err(engine_error(
+                    "creating container",
+                    &spec.name,
+                    format!("port {} is published twice", dup.container_port),
+                ));
+            }
+            let id = s.id();
+            s.containers.insert(
+                spec.name.clone(),
+                MemContainer {
+                    id,
+                    spec: spec.clone(),
+                    state: ContainerState::Created,
+                    listeners: BTreeMap::new(),
+                    created: SystemTime::now(),
+                    log: Vec::new(),
+                },
+            );
         }
-        let id = s.id();
-        s.containers.insert(
-            spec.name.clone(),
-            MemContainer {
-                id,
-                spec: spec.clone(),
-                state: ContainerState::Created,
-                listeners: BTreeMap::new(),
-                created: SystemTime::now(),
-                log: Vec::new(),
-            },
-        );
+        self.answer(Op::CreateContainer).await;
         Ok(())
     }
 

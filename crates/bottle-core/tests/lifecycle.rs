@@ -732,3 +732,26 @@ async fn an_interrupted_up_removes_what_it_created() {
     assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
     assert!(rt.is_empty(), "{:?}", rt.object_names());
 }
+
+/// Interrupted while a create is in flight (the engine acted, its answer not back yet): what
+/// the create made is removed too.
+#[tokio::test]
+async fn an_up_interrupted_during_a_create_removes_what_the_create_made() {
+    for op in [Op::CreateNetwork, Op::CreateContainer] {
+        let rt = engine();
+        rt.hold_answer(op);
+        let lc = lifecycle(&rt, "bt-inflight");
+        let interrupt = async {
+            while rt.held_answers(op) == 0 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let err = lc
+            .up_until(&spec("fly"), &NoProgress, interrupt)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Interrupted, "{op:?}: {err}");
+        assert!(rt.is_empty(), "{op:?}: {:?}", rt.object_names());
+        rt.release(op);
+    }
+}
