@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod demo;
 mod engines;
+mod guide;
 mod image;
 mod util;
 
@@ -19,6 +20,7 @@ Tasks:
   demo      one bottle end to end: engine, image, up, an allowed and a denied request, down
   bench     bring-up and teardown measured against the engine's raw API floor
   engines   make Docker and Podman reachable (install and start them when absent)
+  guide     build the README's adapter guide as a crate outside the workspace and test it
   image     build the reference bundle image archive (target/bottle-sidecars.tar)
   help      this text
 ";
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
         "engines" => engines::run(rest),
+        "guide" => guide::run_guide(rest),
         "image" => image::run(rest).map(drop),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::intercept::{Hook, Intercepted};
+use crate::intercept::{Call, Hook, Intercepted};
 use crate::labels;
 use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress};
 use crate::memory::Op;
@@ -1094,7 +1094,8 @@ impl FailNth {
 }
 
 impl Hook for FailNth {
-    fn before(&self, op: Op) -> Result<()> {
+    fn before(&self, call: &Call<'_>) -> Result<()> {
+        let op = call.op();
         if op == self.op && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
             return Err(Error::Engine {
                 engine: "fault".into(),
@@ -1240,6 +1241,31 @@ pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx:
     assert_nothing_left(&lc).await;
 }
 
+/// An in-memory engine holding what a [`Fixture`] needs, and that fixture: an image whose
+/// catalog is the seed's plus `selfcheck`, and an image whose PID 1 ignores SIGTERM. For the
+/// in-memory suites, and for an adapter that starts out delegating to the in-memory engine.
+pub fn memory_engine() -> (crate::InMemoryRuntime, Fixture) {
+    let rt = crate::InMemoryRuntime::new();
+    let mut catalog = crate::Catalog::seed();
+    catalog.daemons.push(selfcheck::daemon_def());
+    rt.add_image(
+        "bottle-sidecars:test",
+        [(labels::CATALOG.to_string(), catalog.to_json())].into(),
+    );
+    rt.add_image(
+        "bt-mem-sleep:test",
+        [("io.bottle.test".to_string(), "sleep".to_string())].into(),
+    );
+    let fx = Fixture {
+        image: "bottle-sidecars:test".into(),
+        prefix: "bt-mem".into(),
+        subnet_pool: "10.214.0.0/16".parse().expect("a valid pool"),
+        loopback_pool: "127.78.0.0/16".parse().expect("a valid pool"),
+        sigterm_deaf_image: "bt-mem-sleep:test".into(),
+    };
+    (rt, fx)
+}
+
 /// Whether this run is CI (`CI=true`), where a missing engine is a failure, never a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
@@ -1255,7 +1281,8 @@ pub fn require_engine<R>(engine: &str, connected: Result<R>) -> Option<R> {
         Err(e) if in_ci() => panic!("{engine} engine required in CI but unavailable: {e}"),
         Err(e) => {
             eprintln!(
-                "skipping {engine} tests: {e}; run `cargo xtask engines` to start the engines"
+                "skipping {engine} tests: {e}; start the engine to run them (with CI=true a \
+                 missing engine fails them instead)"
             );
             None
         }
@@ -1287,7 +1314,7 @@ pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &st
     } else {
         assert!(
             rt.image(reference).await.expect("image lookup").is_some(),
-            "reference image {reference} is not on the engine and its archive {} is missing: run `cargo xtask image`",
+            "reference image {reference} is not on the engine and its archive {} is missing: build it (`cargo xtask image` in bottle's repository) and point BOTTLE_IMAGE_ARCHIVE at it",
             archive.display()
         );
     }

@@ -36,10 +36,21 @@ pub mod runtime;
 pub mod selfcheck;
 pub mod spec;
 
+/// The attribute an implementation of [`ContainerRuntime`] needs (`#[bottle_core::async_trait]`),
+/// so an adapter does not have to depend on the same `async-trait` itself.
+pub use async_trait::async_trait;
+/// The network types of the public API (`Ipv4Net` in specs, pools and errors).
+pub use ipnet;
+
 pub use catalog::{Catalog, DaemonDef, Facing, When};
 pub use error::{Error, ErrorKind, ObjectKind, Result};
-pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, Progress, Step};
+pub use intercept::{Call, Hook, Intercepted};
+pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
 pub use memory::InMemoryRuntime;
-pub use plan::{AgentEndpoints, BundlePlan};
-pub use runtime::{ContainerRuntime, PortForwarding};
+pub use plan::{AgentEndpoints, BundlePlan, Pools};
+pub use runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, EnvValue, EnvVar,
+    Health, ImageInfo, LabelSelector, Labels, Limits, LogOptions, Mount, NetworkInfo, NetworkSpec,
+    Op, PortBinding, PortForwarding, PublishSpec, Secret, Security,
+};
 pub use spec::{BottleSpec, EnvEntry, LoopbackChoice, ValidationError};

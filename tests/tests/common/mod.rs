@@ -4,31 +4,14 @@
 
 use std::sync::Arc;
 
-use bottle_core::conformance::Fixture;
-use bottle_core::{labels, Catalog, ContainerRuntime, InMemoryRuntime, PortForwarding};
+use bottle_core::conformance::{memory_engine, Fixture};
+use bottle_core::{ContainerRuntime, InMemoryRuntime, PortForwarding};
 
-/// A fresh in-memory engine holding the images the fixture names: one whose catalog is the
-/// seed's plus `selfcheck`, and one whose PID 1 ignores SIGTERM.
+/// A fresh in-memory engine holding the images the fixture names (see
+/// `bottle_core::conformance::memory_engine`), its ports forwarded as `forwarding` says.
 pub fn memory_with(forwarding: PortForwarding) -> (InMemoryRuntime, Fixture) {
-    let rt = InMemoryRuntime::new();
+    let (rt, fx) = memory_engine();
     rt.set_port_forwarding(forwarding);
-    let mut catalog = Catalog::seed();
-    catalog.daemons.push(bottle_core::selfcheck::daemon_def());
-    rt.add_image(
-        "bottle-sidecars:test",
-        [(labels::CATALOG.to_string(), catalog.to_json())].into(),
-    );
-    rt.add_image(
-        "bt-mem-sleep:test",
-        [("io.bottle.test".to_string(), "sleep".to_string())].into(),
-    );
-    let fx = Fixture {
-        image: "bottle-sidecars:test".into(),
-        prefix: "bt-mem".into(),
-        subnet_pool: "10.214.0.0/16".parse().unwrap(),
-        loopback_pool: "127.78.0.0/16".parse().unwrap(),
-        sigterm_deaf_image: "bt-mem-sleep:test".into(),
-    };
     (rt, fx)
 }
 
