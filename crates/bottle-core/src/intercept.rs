@@ -230,8 +230,11 @@ mod tests {
     use super::*;
     use crate::memory::InMemoryRuntime;
 
+    /// An operation, its target, and its outcome once it returned.
+    type Seen1 = (Op, Option<String>, Option<Result<(), ErrorKind>>);
+
     #[derive(Debug, Default)]
-    struct Seen(Mutex<Vec<(Op, Option<String>, Option<Result<(), ErrorKind>>)>>);
+    struct Seen(Mutex<Vec<Seen1>>);
 
     impl Hook for Seen {
         fn before(&self, call: &Call<'_>) -> Result<()> {
