@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bottle_core::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
-    LogOptions, NetworkInfo, NetworkSpec, Result,
+    LogOptions, NetworkInfo, NetworkSpec, RuntimeResult,
 };
 
 /// The adapter.
@@ -25,47 +25,47 @@ impl ContainerRuntime for MyRuntime {
         "mine"
     }
 
-    async fn info(&self) -> Result<EngineInfo> {
+    async fn info(&self) -> RuntimeResult<EngineInfo> {
         self.engine.info().await
     }
 
-    async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
+    async fn create_network(&self, spec: &NetworkSpec) -> RuntimeResult<NetworkInfo> {
         self.engine.create_network(spec).await
     }
 
-    async fn remove_network(&self, name: &str) -> Result<()> {
+    async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
         self.engine.remove_network(name).await
     }
 
-    async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
+    async fn list_networks(&self, selector: &LabelSelector) -> RuntimeResult<Vec<NetworkInfo>> {
         self.engine.list_networks(selector).await
     }
 
-    async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
+    async fn create_container(&self, spec: &ContainerSpec) -> RuntimeResult<()> {
         self.engine.create_container(spec).await
     }
 
-    async fn start_container(&self, name: &str) -> Result<()> {
+    async fn start_container(&self, name: &str) -> RuntimeResult<()> {
         self.engine.start_container(name).await
     }
 
-    async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
+    async fn inspect_container(&self, name: &str) -> RuntimeResult<ContainerInfo> {
         self.engine.inspect_container(name).await
     }
 
-    async fn remove_container(&self, name: &str) -> Result<()> {
+    async fn remove_container(&self, name: &str) -> RuntimeResult<()> {
         self.engine.remove_container(name).await
     }
 
-    async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
+    async fn list_containers(&self, selector: &LabelSelector) -> RuntimeResult<Vec<ContainerInfo>> {
         self.engine.list_containers(selector).await
     }
 
-    async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
+    async fn image(&self, reference: &str) -> RuntimeResult<Option<ImageInfo>> {
         self.engine.image(reference).await
     }
 
-    async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
+    async fn load_image(&self, archive: &Path) -> RuntimeResult<Vec<String>> {
         self.engine.load_image(archive).await
     }
 
@@ -74,7 +74,7 @@ impl ContainerRuntime for MyRuntime {
         name: &str,
         options: LogOptions,
         sink: &mut (dyn FnMut(String) -> bool + Send),
-    ) -> Result<()> {
+    ) -> RuntimeResult<()> {
         self.engine.logs(name, options, sink).await
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result, RuntimeError, RuntimeResult};
 use crate::intercept::{Call, Hook, Intercepted};
 use crate::labels;
 use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress};
@@ -752,7 +752,7 @@ pub async fn selfcheck_shows_limits_without_swap(rt: &Arc<dyn ContainerRuntime>,
 }
 
 /// Whether `needle` shows up anywhere in `err`: its message, its `Debug`, or any source's.
-fn error_mentions(err: &Error, needle: &str) -> bool {
+fn error_mentions(err: &RuntimeError, needle: &str) -> bool {
     let mut texts = vec![err.to_string(), format!("{err:?}")];
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {
@@ -1094,10 +1094,10 @@ impl FailNth {
 }
 
 impl Hook for FailNth {
-    fn before(&self, call: &Call<'_>) -> Result<()> {
+    fn before(&self, call: &Call<'_>) -> RuntimeResult<()> {
         let op = call.op();
         if op == self.op && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            return Err(Error::Engine {
+            return Err(RuntimeError::Engine {
                 engine: "fault".into(),
                 operation: format!("{op:?}"),
                 target: "injected".into(),
@@ -1275,7 +1275,10 @@ pub fn in_ci() -> bool {
 /// runtime when it answers; in CI a panic naming the problem; elsewhere `None` after one line
 /// that says how to run the test.
 #[allow(clippy::print_stderr)] // A test helper: the skip line is for the person running tests.
-pub fn require_engine<R>(engine: &str, connected: Result<R>) -> Option<R> {
+pub fn require_engine<R, E: std::fmt::Display>(
+    engine: &str,
+    connected: std::result::Result<R, E>,
+) -> Option<R> {
     match connected {
         Ok(rt) => Some(rt),
         Err(e) if in_ci() => panic!("{engine} engine required in CI but unavailable: {e}"),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{ErrorKind, RuntimeResult as Result};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec, Op, PortForwarding,
@@ -231,7 +231,11 @@ mod tests {
     use crate::memory::InMemoryRuntime;
 
     /// An operation, its target, and its outcome once it returned.
-    type Seen1 = (Op, Option<String>, Option<Result<(), ErrorKind>>);
+    type Seen1 = (
+        Op,
+        Option<String>,
+        Option<std::result::Result<(), ErrorKind>>,
+    );
 
     #[derive(Debug, Default)]
     struct Seen(Mutex<Vec<Seen1>>);
@@ -241,7 +245,7 @@ mod tests {
             let target = call.target().map(String::from);
             self.0.lock().unwrap().push((call.op(), target, None));
             if call.op() == Op::RemoveNetwork {
-                return Err(crate::Error::NotSupported {
+                return Err(crate::error::RuntimeError::NotSupported {
                     engine: "hook".into(),
                     operation: "removing".into(),
                 });
@@ -249,7 +253,13 @@ mod tests {
             Ok(())
         }
 
-        fn after(&self, call: &Call<'_>, outcome: Result<(), ErrorKind>, _: Instant, _: Duration) {
+        fn after(
+            &self,
+            call: &Call<'_>,
+            outcome: std::result::Result<(), ErrorKind>,
+            _: Instant,
+            _: Duration,
+        ) {
             let target = call.target().map(String::from);
             self.0
                 .lock()

@@ -43,7 +43,7 @@ pub use async_trait::async_trait;
 pub use ipnet;
 
 pub use catalog::{Catalog, DaemonDef, Facing, When};
-pub use error::{Error, ErrorKind, ObjectKind, Result};
+pub use error::{Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult};
 pub use intercept::{Call, Hook, Intercepted};
 pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
 pub use memory::InMemoryRuntime;

@@ -18,7 +18,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::alloc::{Allocator, Pending, Reservation};
 use crate::catalog::{Catalog, DaemonDef, Facing};
-use crate::error::{Error, ErrorKind, ObjectKind, Result};
+use crate::error::{Error, ErrorKind, ObjectKind, Result, RuntimeError};
 use crate::labels;
 use crate::plan::{self, AgentEndpoints, BundlePlan, ImageProfile, InUse, PlannedEnv, Pools};
 use crate::runtime::{
@@ -410,7 +410,7 @@ impl Lifecycle {
                     found: format!("container {} exists", plan.container_name),
                 })
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         debug!(container = %plan.container_name, "created");
 
@@ -526,7 +526,7 @@ impl Lifecycle {
                     debug!(network = %plan.network_name, subnet = %plan.subnet, attempt, "created");
                     return Ok((plan, reservation));
                 }
-                Err(Error::SubnetConflict { subnet, .. }) => {
+                Err(RuntimeError::SubnetConflict { subnet, .. }) => {
                     warn!(%subnet, attempt, "subnet taken on the engine; trying the next one");
                     refused.push(subnet);
                 }
@@ -539,7 +539,7 @@ impl Lifecycle {
                     ),
                     })
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(Error::PoolExhausted {
@@ -1070,13 +1070,14 @@ pub fn resolve_host_ports(
     }
     let distinct: BTreeSet<u16> = ports.values().copied().collect();
     if distinct.len() != ports.len() {
-        return Err(Error::Engine {
+        return Err(RuntimeError::Engine {
             engine: "bottle".into(),
             operation: "checking the published ports of".into(),
             target: container.to_string(),
             message: format!("two container ports share one host port: {ports:?}"),
             source: None,
-        });
+        }
+        .into());
     }
     Ok(Some(ports))
 }

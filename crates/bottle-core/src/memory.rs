@@ -15,7 +15,7 @@ use ipnet::Ipv4Net;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, ObjectKind, Result};
+use crate::error::{ObjectKind, RuntimeError, RuntimeResult as Result};
 use crate::plan::ImageProfile;
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, ImageInfo,
@@ -25,7 +25,7 @@ use crate::selfcheck::{self, Report};
 
 pub use crate::runtime::Op;
 
-type MakeError = Box<dyn Fn() -> Error + Send + Sync>;
+type MakeError = Box<dyn Fn() -> RuntimeError + Send + Sync>;
 
 struct Fault {
     op: Op,
@@ -121,7 +121,12 @@ impl InMemoryRuntime {
     }
 
     /// Makes the `nth` call (1-based, counted from now on) of `op` fail with `make()`.
-    pub fn fail_nth(&self, op: Op, nth: usize, make: impl Fn() -> Error + Send + Sync + 'static) {
+    pub fn fail_nth(
+        &self,
+        op: Op,
+        nth: usize,
+        make: impl Fn() -> RuntimeError + Send + Sync + 'static,
+    ) {
         let mut s = self.lock();
         let base = s.calls.get(&op).copied().unwrap_or(0);
         s.faults.push(Fault {
@@ -339,20 +344,20 @@ impl std::fmt::Display for EngineMessage {
 
 impl std::error::Error for EngineMessage {}
 
-fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
-    Error::engine("memory", op, target, EngineMessage(message.into()))
+fn engine_error(op: &str, target: &str, message: impl Into<String>) -> RuntimeError {
+    RuntimeError::engine("memory", op, target, EngineMessage(message.into()))
 }
 
-fn missing(kind: ObjectKind, name: &str) -> Error {
-    Error::NotFound {
+fn missing(kind: ObjectKind, name: &str) -> RuntimeError {
+    RuntimeError::NotFound {
         kind,
         name: name.into(),
         source: Some(Box::new(EngineMessage(format!("no such {kind}: {name}")))),
     }
 }
 
-fn exists(kind: ObjectKind, name: &str) -> Error {
-    Error::AlreadyExists {
+fn exists(kind: ObjectKind, name: &str) -> RuntimeError {
+    RuntimeError::AlreadyExists {
         kind,
         name: name.into(),
         source: Some(Box::new(EngineMessage(format!(
@@ -526,7 +531,7 @@ impl ContainerRuntime for InMemoryRuntime {
                     || spec.subnet.contains(&n.subnet.network())
             });
             if overlap {
-                return Err(Error::SubnetConflict {
+                return Err(RuntimeError::SubnetConflict {
                     subnet: spec.subnet,
                     source: Some(Box::new(EngineMessage(format!(
                         "subnet {} overlaps an existing network",
@@ -695,7 +700,7 @@ impl ContainerRuntime for InMemoryRuntime {
         let mut listeners = BTreeMap::new();
         for (container_port, addr, behind) in publish {
             let published = publish_port(addr, behind, forwarding)
-                .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?;
+                .map_err(|e| RuntimeError::engine("memory", "publishing a port of", name, e))?;
             listeners.insert(container_port, published);
         }
         let mut s = self.lock();

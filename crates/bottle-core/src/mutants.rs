@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::conformance::{Fixture, CASES};
-use crate::error::{Error, ErrorKind, ObjectKind, Result};
+use crate::error::{ErrorKind, ObjectKind, RuntimeError, RuntimeResult as Result};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, EnvValue,
     ImageInfo, LabelSelector, LogOptions, NetworkInfo, NetworkSpec, PortForwarding,
@@ -165,11 +165,13 @@ impl Mutant {
     }
 
     /// Applies the mutation to an error every operation returns.
-    fn err(&self, e: Error) -> Error {
+    fn err(&self, e: RuntimeError) -> RuntimeError {
         match (self.mutation, e) {
             (Mutation::DropErrorSource, e) => without_source(e),
-            (Mutation::SubnetConflictAsEngineError, e @ Error::SubnetConflict { .. }) => generic(e),
-            (Mutation::NotFoundAsEngineError, e @ Error::NotFound { .. }) => generic(e),
+            (Mutation::SubnetConflictAsEngineError, e @ RuntimeError::SubnetConflict { .. }) => {
+                generic(e)
+            }
+            (Mutation::NotFoundAsEngineError, e @ RuntimeError::NotFound { .. }) => generic(e),
             (_, e) => e,
         }
     }
@@ -218,8 +220,8 @@ fn secrets_of(spec: &ContainerSpec) -> Vec<(String, String)> {
 }
 
 /// `e` as a generic engine error (its kind lost).
-fn generic(e: Error) -> Error {
-    Error::Engine {
+fn generic(e: RuntimeError) -> RuntimeError {
+    RuntimeError::Engine {
         engine: "mutant".into(),
         operation: "operation".into(),
         target: "object".into(),
@@ -229,40 +231,40 @@ fn generic(e: Error) -> Error {
 }
 
 /// `e` without its source.
-fn without_source(e: Error) -> Error {
+fn without_source(e: RuntimeError) -> RuntimeError {
     match e {
-        Error::EngineUnavailable {
+        RuntimeError::EngineUnavailable {
             engine,
             tried,
             hint,
             ..
-        } => Error::EngineUnavailable {
+        } => RuntimeError::EngineUnavailable {
             engine,
             tried,
             hint,
             source: None,
         },
-        Error::NotFound { kind, name, .. } => Error::NotFound {
+        RuntimeError::NotFound { kind, name, .. } => RuntimeError::NotFound {
             kind,
             name,
             source: None,
         },
-        Error::AlreadyExists { kind, name, .. } => Error::AlreadyExists {
+        RuntimeError::AlreadyExists { kind, name, .. } => RuntimeError::AlreadyExists {
             kind,
             name,
             source: None,
         },
-        Error::SubnetConflict { subnet, .. } => Error::SubnetConflict {
+        RuntimeError::SubnetConflict { subnet, .. } => RuntimeError::SubnetConflict {
             subnet,
             source: None,
         },
-        Error::Engine {
+        RuntimeError::Engine {
             engine,
             operation,
             target,
             message,
             ..
-        } => Error::Engine {
+        } => RuntimeError::Engine {
             engine,
             operation,
             target,
@@ -298,7 +300,11 @@ impl ContainerRuntime for Mutant {
         if self.is(Mutation::RemoveMissingFails) {
             let all = self.inner.list_networks(&LabelSelector::all()).await?;
             if all.iter().all(|n| n.name != name) {
-                return Err(Error::not_found(ObjectKind::Network, name));
+                return Err(RuntimeError::NotFound {
+                    kind: ObjectKind::Network,
+                    name: name.into(),
+                    source: None,
+                });
             }
         }
         self.inner
@@ -323,7 +329,7 @@ impl ContainerRuntime for Mutant {
             .extend(secrets.iter().map(|(_, v)| v.clone()));
         match self.inner.create_container(&mutated).await {
             Ok(()) => Ok(()),
-            Err(e) if self.is(Mutation::SecretsInErrors) => Err(Error::Engine {
+            Err(e) if self.is(Mutation::SecretsInErrors) => Err(RuntimeError::Engine {
                 engine: "mutant".into(),
                 operation: "creating container".into(),
                 target: spec.name.clone(),

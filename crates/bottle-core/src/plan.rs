@@ -85,12 +85,14 @@ impl ImageProfile {
                 .unwrap_or_default()
         };
         let catalog = match info.labels.get(labels::CATALOG) {
-            Some(json) => Some(Catalog::from_json(json).map_err(|e| Error::Engine {
-                engine: "image".into(),
-                operation: "reading the catalog label of image".into(),
-                target: image.into(),
-                message: e.to_string(),
-                source: None,
+            Some(json) => Some(Catalog::from_json(json).map_err(|e| {
+                Error::from(crate::error::RuntimeError::Engine {
+                    engine: "image".into(),
+                    operation: "reading the catalog label of image".into(),
+                    target: image.into(),
+                    message: e.to_string(),
+                    source: None,
+                })
             })?),
             None => None,
         };

@@ -12,7 +12,9 @@ use bottle_core::memory::Op;
 use bottle_core::plan::Pools;
 use bottle_core::runtime::{Limits, Mount};
 use bottle_core::spec::{BottleSpec, EnvEntry, LoopbackChoice};
-use bottle_core::{labels, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding};
+use bottle_core::{
+    labels, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding, RuntimeError,
+};
 
 const IMAGE: &str = "bottle-sidecars:latest";
 const CANARY: &str = "canary-7f3d9e1b-secret-value";
@@ -367,7 +369,7 @@ async fn a_fault_at_every_step_of_up_leaves_nothing_and_returns_the_original_err
         let rt = engine();
         rt.delay_host_ports(1);
         let lc = lifecycle(&rt, "bt-fault");
-        rt.fail_nth(op, nth, move || Error::Engine {
+        rt.fail_nth(op, nth, move || RuntimeError::Engine {
             engine: "memory".into(),
             operation: format!("{op:?}"),
             target: "x".into(),
@@ -396,10 +398,10 @@ async fn a_failed_cleanup_is_reported_with_the_original_error_and_gc_finishes_it
     let rt = engine();
     let lc = lifecycle(&rt, "bt-cleanup");
     rt.fail_nth(Op::StartContainer, 1, || {
-        Error::engine("memory", "starting", "c", "start broke")
+        RuntimeError::engine("memory", "starting", "c", "start broke")
     });
     rt.fail_nth(Op::RemoveContainer, 1, || {
-        Error::engine("memory", "removing", "c", "remove broke")
+        RuntimeError::engine("memory", "removing", "c", "remove broke")
     });
     let err = lc.up(&spec("c"), &NoProgress).await.unwrap_err();
     let Error::CleanupFailed { original, cleanup } = &err else {

@@ -6,7 +6,7 @@
 //! [`PodmanRuntime::connect`] uses `CONTAINER_HOST` when it is set (`unix:///path` or
 //! `tcp://host:port`), else the rootful socket `/run/podman/podman.sock`, else the user's
 //! `$XDG_RUNTIME_DIR/podman/podman.sock`, and pings each. When none answers it returns
-//! [`Error::EngineUnavailable`](bottle_core::Error::EngineUnavailable) naming every endpoint it
+//! [`RuntimeError::EngineUnavailable`](bottle_core::RuntimeError::EngineUnavailable) naming every endpoint it
 //! tried.
 //!
 //! Podman is daemonless, and the adapter could start `podman system service` on a private
@@ -25,7 +25,7 @@
 //!   layer (`containers-api`), see `raw.rs`. The tests check `SecurityOpt` in inspect.
 //! - **Removal without a grace period**: `Container::remove` sends no stop timeout, so Podman
 //!   waits 10 s for a PID 1 that ignores SIGTERM; the adapter passes `timeout=0` explicitly.
-//! - **`Error::clone` recurses forever** for most variants (`e => e.clone()` in its `Clone`
+//! - **`RuntimeError::clone` recurses forever** for most variants (`e => e.clone()` in its `Clone`
 //!   impl): the adapter never clones a `podman_api::Error`; it moves it into the error's source.
 //! - **Most refusals are HTTP 500** from Podman 4.3 (a container name in use, a subnet in use,
 //!   a missing image or network on create; only a network name conflict is 409): the adapter

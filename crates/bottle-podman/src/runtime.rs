@@ -5,11 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bottle_core::error::{RuntimeError, RuntimeResult as Result};
 use bottle_core::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec,
 };
-use bottle_core::{Error, ObjectKind, PortForwarding, Result};
+use bottle_core::{ObjectKind, PortForwarding};
 use containers_api::conn::TtyChunk;
 use futures_util::StreamExt;
 use podman_api::opts::{
@@ -58,7 +59,7 @@ impl PodmanRuntime {
         let host = std::env::var("CONTAINER_HOST").ok();
         let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
         let candidates = connect::candidates(host.as_deref(), xdg.as_deref()).map_err(|msg| {
-            Error::EngineUnavailable {
+            RuntimeError::EngineUnavailable {
                 engine: ENGINE.into(),
                 tried: host.clone().unwrap_or_default(),
                 hint: format!("{msg}: {HINT}"),
@@ -70,7 +71,7 @@ impl PodmanRuntime {
 
     /// Connects to the service at `url` (`unix:///path` or `tcp://host:port`).
     pub async fn connect_to(url: &str) -> Result<Self> {
-        let endpoint = Endpoint::parse(url).ok_or_else(|| Error::EngineUnavailable {
+        let endpoint = Endpoint::parse(url).ok_or_else(|| RuntimeError::EngineUnavailable {
             engine: ENGINE.into(),
             tried: url.to_string(),
             hint: format!("{url} is not a unix:///path or tcp://host:port URL: {HINT}"),
@@ -93,7 +94,7 @@ impl PodmanRuntime {
                 }
             }
         }
-        Err(Error::EngineUnavailable {
+        Err(RuntimeError::EngineUnavailable {
             engine: ENGINE.into(),
             tried: candidates
                 .iter()
@@ -263,7 +264,7 @@ impl ContainerRuntime for PodmanRuntime {
         // its own version, so the ping says the same and costs one round trip.
         let ping = self.podman.ping().await.map_err(|e| {
             let message = engine_message(&e);
-            Error::EngineUnavailable {
+            RuntimeError::EngineUnavailable {
                 engine: ENGINE.into(),
                 tried: self.endpoint.clone(),
                 hint: format!("pinging the engine failed ({message}): {HINT}"),
@@ -315,7 +316,7 @@ impl ContainerRuntime for PodmanRuntime {
                     if status(&e) == Some(409) || message.contains("network already exists") {
                         call.already_exists(e)
                     } else if is_subnet_conflict(&message) {
-                        Error::SubnetConflict {
+                        RuntimeError::SubnetConflict {
                             subnet: spec.subnet,
                             source: Some(Box::new(e)),
                         }
@@ -331,7 +332,7 @@ impl ContainerRuntime for PodmanRuntime {
             if let Err(e) = self.remove_network(&spec.name).await {
                 warn!(network = %spec.name, error = %e, "removing a network created with the wrong subnet");
             }
-            return Err(Error::Engine {
+            return Err(RuntimeError::Engine {
                 engine: ENGINE.into(),
                 operation: "creating".into(),
                 target: format!("network {}", spec.name),
@@ -350,7 +351,7 @@ impl ContainerRuntime for PodmanRuntime {
             Ok(reports) => {
                 // libpod reports per-network failures inside a 200 answer.
                 if let Some(err) = reports.iter().find_map(|r| r.err.clone()) {
-                    return Err(Error::Engine {
+                    return Err(RuntimeError::Engine {
                         engine: ENGINE.into(),
                         operation: "removing".into(),
                         target: format!("network {name}"),
@@ -394,13 +395,13 @@ impl ContainerRuntime for PodmanRuntime {
             } else if message.contains("network not found")
                 || (code == Some(404) && message.contains("network"))
             {
-                Error::NotFound {
+                RuntimeError::NotFound {
                     kind: ObjectKind::Network,
                     name: spec.network.clone(),
                     source: Some(Box::new(e)),
                 }
             } else if message.contains("image not known") || code == Some(404) {
-                Error::NotFound {
+                RuntimeError::NotFound {
                     kind: ObjectKind::Image,
                     name: spec.image.clone(),
                     source: Some(Box::new(e)),
@@ -416,7 +417,7 @@ impl ContainerRuntime for PodmanRuntime {
                 if missing.is_empty() {
                     return Ok(());
                 }
-                Err(Error::Engine {
+                Err(RuntimeError::Engine {
                     engine: ENGINE.into(),
                     operation: "creating".into(),
                     target: format!("container {}", spec.name),
@@ -517,13 +518,21 @@ impl ContainerRuntime for PodmanRuntime {
         let path = archive.to_path_buf();
         let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
             .await
-            .map_err(|e| Error::Io {
-                what: format!("reading image archive {}", archive.display()),
-                source: std::io::Error::other(e),
+            .map_err(|e| {
+                RuntimeError::engine(
+                    ENGINE,
+                    "reading image archive",
+                    archive.display().to_string(),
+                    e,
+                )
             })?
-            .map_err(|source| Error::Io {
-                what: format!("reading image archive {}", archive.display()),
-                source,
+            .map_err(|e| {
+                RuntimeError::engine(
+                    ENGINE,
+                    "reading image archive",
+                    archive.display().to_string(),
+                    e,
+                )
             })?;
         let target = archive.display().to_string();
         let report = self
