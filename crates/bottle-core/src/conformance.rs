@@ -605,6 +605,20 @@ pub async fn image_lookup(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     assert!(absent.is_none());
 }
 
+/// Clears what an earlier run of `case` left, then creates the case's network on the `index`-th
+/// /24 of the pool.
+async fn fresh_network(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+    case: &str,
+    index: u32,
+) -> NetworkSpec {
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(index));
+    rt.create_network(&net).await.expect("create network");
+    net
+}
+
 /// The port of the fixture image's `selfcheck` daemon, from the image's catalog.
 async fn selfcheck_port(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) -> u16 {
     let image = rt.image(&fx.image).await.expect("image").expect("present");
@@ -632,10 +646,8 @@ async fn selfcheck_spec(
     case: &str,
     index: u32,
 ) -> (ContainerSpec, Ipv4Addr, u16) {
-    remove_all(rt, fx, case).await;
     let port = selfcheck_port(rt, fx).await;
-    let net = fx.network(case, "n", fx.subnet(index));
-    rt.create_network(&net).await.expect("create network");
+    let net = fresh_network(rt, fx, case, index).await;
     let lo = fx.loopback(index);
     let mut spec = fx.container(case, &net, &[(port, lo)]);
     spec.env.push(EnvVar {
@@ -848,9 +860,7 @@ pub async fn remove_kills_a_sigterm_deaf_container_at_once(
     fx: &Fixture,
 ) {
     let case = "deaf";
-    remove_all(rt, fx, case).await;
-    let net = fx.network(case, "n", fx.subnet(12));
-    rt.create_network(&net).await.expect("create network");
+    let net = fresh_network(rt, fx, case, 12).await;
     let mut deaf = fx.container(case, &net, &[]);
     deaf.image = fx.sigterm_deaf_image.clone();
     let mut idle = deaf.clone();
@@ -955,9 +965,7 @@ pub async fn created_container_reports_what_was_asked(
 /// Two removes of one container at once both succeed, and so do two of one network.
 pub async fn concurrent_removes_both_succeed(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     let case = "rmrace";
-    remove_all(rt, fx, case).await;
-    let net = fx.network(case, "n", fx.subnet(15));
-    rt.create_network(&net).await.expect("create network");
+    let net = fresh_network(rt, fx, case, 15).await;
     let spec = fx.container(case, &net, &[]);
     rt.create_container(&spec).await.expect("create");
     rt.start_container(&spec.name).await.expect("start");

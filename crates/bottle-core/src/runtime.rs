@@ -377,13 +377,13 @@ pub enum PortForwarding {
 /// - **Remove is idempotent**: removing a network or container that does not exist is `Ok(())`,
 ///   and two removes of one object at once both succeed.
 /// - **Create never replaces**: creating a network or container whose name exists returns
-///   [`RuntimeError::AlreadyExists`](crate::error::RuntimeError::AlreadyExists) and leaves the existing one alone.
+///   [`RuntimeError::AlreadyExists`](crate::RuntimeError::AlreadyExists) and leaves the existing one alone.
 /// - **Subnet overlap has its own kind**: creating a network whose subnet overlaps an existing
-///   network's returns [`RuntimeError::SubnetConflict`](crate::error::RuntimeError::SubnetConflict), so the
+///   network's returns [`RuntimeError::SubnetConflict`](crate::RuntimeError::SubnetConflict), so the
 ///   lifecycle can move to the next candidate.
 /// - **Missing objects are `NotFound`**: inspecting a container that does not exist, and
 ///   creating a container on a network or of an image that does not exist, return
-///   [`RuntimeError::NotFound`](crate::error::RuntimeError::NotFound).
+///   [`RuntimeError::NotFound`](crate::RuntimeError::NotFound).
 /// - **A failed create leaves nothing behind**.
 /// - **Remove never waits**: removing a container kills it at once (no graceful stop timeout),
 ///   and removes it even when it is running.
@@ -404,7 +404,7 @@ pub enum PortForwarding {
 ///   messages).
 /// - **Errors keep their source**: the SDK's error is the `source` of the returned error, and
 ///   its message names the operation and the object.
-/// - **Engine unreachable is [`RuntimeError::EngineUnavailable`](crate::error::RuntimeError::EngineUnavailable)**,
+/// - **Engine unreachable is [`RuntimeError::EngineUnavailable`](crate::RuntimeError::EngineUnavailable)**,
 ///   naming what was tried. (Not checked by the suite: an engine cannot be made unreachable
 ///   through the trait; the in-tree adapters' own tests check it.)
 /// - **Every engine call is bounded in time**: an engine that stops answering makes a call fail
@@ -460,7 +460,7 @@ pub trait ContainerRuntime: fmt::Debug + Send + Sync + 'static {
     /// loaded. Optional: the default is `NotSupported`.
     async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
         let _ = archive;
-        Err(crate::error::RuntimeError::NotSupported {
+        Err(crate::RuntimeError::NotSupported {
             engine: self.name().to_string(),
             operation: "loading an image archive".into(),
         })
@@ -476,7 +476,7 @@ pub trait ContainerRuntime: fmt::Debug + Send + Sync + 'static {
         sink: &mut (dyn FnMut(String) -> bool + Send),
     ) -> Result<()> {
         let _ = (name, options, sink);
-        Err(crate::error::RuntimeError::NotSupported {
+        Err(crate::RuntimeError::NotSupported {
             engine: self.name().to_string(),
             operation: "reading logs".into(),
         })

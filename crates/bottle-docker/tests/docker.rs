@@ -705,7 +705,10 @@ async fn no_engine_is_engine_unavailable() {
     let text = err.to_string();
     assert!(text.contains("/nonexistent/bt-docker.sock"), "{text}");
     assert!(text.contains("DOCKER_HOST"), "{text}");
-    assert!(!text.contains("xtask"), "no advice about this workspace: {text}");
+    assert!(
+        !text.contains("xtask"),
+        "no advice about this workspace: {text}"
+    );
     assert!(
         std::error::Error::source(&err).is_some(),
         "keeps bollard's error"
