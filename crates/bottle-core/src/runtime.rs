@@ -408,8 +408,8 @@ pub enum PortForwarding {
 ///   naming what was tried. (Not checked by the suite: an engine cannot be made unreachable
 ///   through the trait; the in-tree adapters' own tests check it.)
 /// - **Every engine call is bounded in time**: an engine that stops answering makes a call fail
-///   (`EngineUnavailable` or `Engine`), never hang. (Not checked by the suite, for the same
-///   reason.)
+///   (`EngineUnavailable` or `Engine`), never hang; a followed log stream is the exception.
+///   (Not checked by the suite, for the same reason.)
 /// - **[`PortForwarding::Direct`] is a promise**: a runtime that reports it refuses a
 ///   connection to a published host port while nothing listens behind it in the container.
 #[async_trait]
