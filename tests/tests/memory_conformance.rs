@@ -2,29 +2,20 @@
 //! It runs twice: with ports that behave like Docker's userland proxy (the default) and with
 //! kernel-forwarded ports, as rootful Podman's.
 
+mod common;
+
 use std::sync::Arc;
 
 use bottle_core::conformance::Fixture;
-use bottle_core::{labels, Catalog, ContainerRuntime, InMemoryRuntime, PortForwarding};
+use bottle_core::{ContainerRuntime, PortForwarding};
 
-/// A fresh in-memory engine per case, holding the image the fixture names.
+/// A fresh in-memory engine per case, holding the images the fixture names.
 async fn setup(_case: &str) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
     setup_with(PortForwarding::Proxied)
 }
 
 fn setup_with(forwarding: PortForwarding) -> Option<(Arc<dyn ContainerRuntime>, Fixture)> {
-    let rt = InMemoryRuntime::new();
-    rt.set_port_forwarding(forwarding);
-    rt.add_image(
-        "bottle-sidecars:test",
-        [(labels::CATALOG.to_string(), Catalog::seed().to_json())].into(),
-    );
-    let fx = Fixture {
-        image: "bottle-sidecars:test".into(),
-        prefix: "bt-mem".into(),
-        subnet_pool: "10.214.0.0/16".parse().unwrap(),
-        loopback_pool: "127.78.0.0/16".parse().unwrap(),
-    };
+    let (rt, fx) = common::memory_with(forwarding);
     Some((Arc::new(rt), fx))
 }
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use crate::util::{cargo, run as sh};
 
-/// fmt check, clippy with warnings denied, engines, reference image, then every test.
+/// fmt check, clippy with warnings denied, engines, reference image, every test, then the
+/// README's adapter guide built as a crate outside the workspace.
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--no-engines");
     let started = Instant::now();
@@ -38,6 +39,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         sh(&mut test)
     })?;
+    stage("adapter guide", || crate::guide::run_guide(&[]))?;
     println!("xtask ci: all stages passed in {:.0?}", started.elapsed());
     Ok(())
 }

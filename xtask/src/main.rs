@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod demo;
 mod engines;
+mod guide;
 mod image;
 mod util;
 
@@ -20,6 +21,7 @@ Tasks:
   bench     benchmarks: bring-up and teardown against the engine's raw API floor, and
             the egress proxy against direct, tinyproxy and squid (bench proxy: that part only)
   engines   make Docker and Podman reachable (install and start them when absent)
+  guide     build the README's adapter guide as a crate outside the workspace and test it
   image     build the reference bundle image archive (target/bottle-sidecars.tar)
   help      this text
 ";
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
         "engines" => engines::run(rest),
+        "guide" => guide::run_guide(rest),
         "image" => image::run(rest).map(drop),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

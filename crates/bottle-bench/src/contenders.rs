@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bottle_core::intercept::{Hook, Intercepted};
-use bottle_core::runtime::Op;
 use bottle_core::{BottleSpec, ContainerRuntime, Lifecycle, LifecycleConfig, LoopbackChoice};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -148,10 +147,16 @@ pub fn timed(runtime: Arc<dyn ContainerRuntime>) -> Arc<Intercepted<Timed>> {
 }
 
 impl Hook for Timed {
-    fn after(&self, op: Op, called: Instant, took: Duration) {
+    fn after(
+        &self,
+        call: &bottle_core::intercept::Call<'_>,
+        _: Result<(), bottle_core::ErrorKind>,
+        called: Instant,
+        took: Duration,
+    ) {
         let start = (called - self.epoch).as_secs_f64() * 1000.0;
         self.log.lock().unwrap_or_else(|e| e.into_inner()).push((
-            op.name(),
+            call.op().name(),
             start,
             took.as_secs_f64() * 1000.0,
         ));

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::process::ExitCode;
 
-use bottle_core::{Error, ErrorKind};
+use bottle_core::{Error, ErrorKind, RuntimeError};
 
 /// Any failure that is neither bad input nor a missing engine.
 pub const FAILURE: u8 = 1;
@@ -103,6 +103,12 @@ pub fn code_of(kind: ErrorKind) -> u8 {
     }
 }
 
+impl From<RuntimeError> for Failure {
+    fn from(error: RuntimeError) -> Self {
+        Error::from(error).into()
+    }
+}
+
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         let code = code_of(error.kind());
@@ -116,14 +122,16 @@ impl From<Error> for Failure {
                     v.field()
                 )),
             ),
-            Error::EngineUnavailable {
+            Error::Runtime(RuntimeError::EngineUnavailable {
                 engine,
                 tried,
                 hint,
                 ..
-            } => (
+            }) => (
                 format!("cannot reach the {engine} engine at {tried}"),
-                Some(hint.clone()),
+                Some(format!(
+                    "{hint}; `bottle doctor` shows which engines answer, `--runtime` picks one"
+                )),
             ),
             Error::AlreadyUp { slug, found } => (
                 format!("bottle {slug} is already up ({found})"),

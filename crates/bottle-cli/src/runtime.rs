@@ -60,7 +60,8 @@ async fn docker() -> Option<bottle_core::Result<Arc<dyn ContainerRuntime>>> {
     Some(
         bottle_docker::DockerRuntime::connect()
             .await
-            .map(|rt| Arc::new(rt) as Arc<dyn ContainerRuntime>),
+            .map(|rt| Arc::new(rt) as Arc<dyn ContainerRuntime>)
+            .map_err(bottle_core::Error::from),
     )
 }
 
@@ -74,7 +75,8 @@ async fn podman() -> Option<bottle_core::Result<Arc<dyn ContainerRuntime>>> {
     Some(
         bottle_podman::PodmanRuntime::connect()
             .await
-            .map(|rt| Arc::new(rt) as Arc<dyn ContainerRuntime>),
+            .map(|rt| Arc::new(rt) as Arc<dyn ContainerRuntime>)
+            .map_err(bottle_core::Error::from),
     )
 }
 
@@ -89,7 +91,10 @@ pub async fn connect(engine: Engine) -> Result<Connected, Unusable> {
         .await
         .ok_or(Unusable::NotBuilt(engine))?
         .map_err(Unusable::Failed)?;
-    let info = runtime.info().await.map_err(Unusable::Failed)?;
+    let info = runtime
+        .info()
+        .await
+        .map_err(|e| Unusable::Failed(e.into()))?;
     Ok(Connected {
         engine,
         runtime,

@@ -17,16 +17,17 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::intercept::{Hook, Intercepted};
+use crate::error::{ErrorKind, Result, RuntimeError, RuntimeResult};
+use crate::intercept::{Call, Hook, Intercepted};
 use crate::labels;
 use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress};
 use crate::memory::Op;
 use crate::plan::{first_choice_subnet, Pools};
 use crate::runtime::{
-    ContainerInfo, ContainerRuntime, ContainerSpec, LabelSelector, Labels, Limits, NetworkSpec,
-    PublishSpec, Security,
+    ContainerInfo, ContainerRuntime, ContainerSpec, EnvValue, EnvVar, LabelSelector, Labels,
+    Limits, LogOptions, NetworkSpec, PublishSpec, Security,
 };
+use crate::selfcheck::{self, Report};
 use crate::spec::{BottleSpec, LoopbackChoice};
 
 /// What a backend's tests hand the suite.
@@ -40,8 +41,12 @@ pub struct Fixture {
     /// A private pool of /24s reserved for this run, a /18 or larger: direct cases use the
     /// first 32 /24s, lifecycle cases allocate from the upper half.
     pub subnet_pool: Ipv4Net,
-    /// A loopback pool reserved for this run.
+    /// A loopback pool reserved for this run, a /23 or larger: direct cases use addresses of
+    /// its last /24, lifecycle cases allocate from the whole pool.
     pub loopback_pool: Ipv4Net,
+    /// An image present on the engine whose PID 1 ignores SIGTERM (see
+    /// [`ensure_sigterm_deaf_image`]), for the case that removal never waits for a graceful stop.
+    pub sigterm_deaf_image: String,
 }
 
 impl Fixture {
@@ -50,13 +55,38 @@ impl Fixture {
     /// [`Fixture::lifecycle_subnet_pool`]), so they never take a /24 a direct case is about to
     /// create.
     fn subnet(&self, i: u32) -> Ipv4Net {
+        self.check_pools();
+        assert!(i < 32, "direct cases use /24s 0-31 of the pool");
         let base = u32::from(self.subnet_pool.network()) + (i << 8);
         Ipv4Net::new(Ipv4Addr::from(base), 24).expect("valid prefix")
     }
 
-    /// A loopback address of the pool for direct cases (index 1-200 of its first /24).
+    /// A loopback address of the pool for direct cases: address `i` (1-200) of the pool's last
+    /// /24.
     fn loopback(&self, i: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.loopback_pool.network()) + 256 * 255 + i)
+        self.check_pools();
+        assert!((1..=200).contains(&i), "direct cases use addresses 1-200");
+        Ipv4Addr::from(u32::from(self.loopback_pool.broadcast()) - 255 + i)
+    }
+
+    /// Panics, naming the field, when a pool is too small for the suite or a loopback pool is
+    /// not loopback.
+    pub fn check_pools(&self) {
+        assert!(
+            self.subnet_pool.prefix_len() <= 18,
+            "the fixture's subnet pool {} must be a /18 or larger",
+            self.subnet_pool
+        );
+        assert!(
+            self.loopback_pool.prefix_len() <= 23,
+            "the fixture's loopback pool {} must be a /23 or larger",
+            self.loopback_pool
+        );
+        assert!(
+            self.loopback_pool.network().is_loopback(),
+            "the fixture's loopback pool {} must be inside 127.0.0.0/8",
+            self.loopback_pool
+        );
     }
 
     fn name(&self, case: &str, what: &str) -> String {
@@ -178,6 +208,14 @@ macro_rules! __conformance_cases {
             labels_round_trip_and_select,
             remove_running_container,
             image_lookup,
+            selfcheck_shows_every_security_setting,
+            selfcheck_shows_limits_without_swap,
+            env_reaches_the_container_and_secrets_nowhere_else,
+            remove_kills_a_sigterm_deaf_container_at_once,
+            failed_create_is_not_found_and_leaves_nothing,
+            created_container_reports_what_was_asked,
+            concurrent_removes_both_succeed,
+            errors_keep_their_source_and_name_the_object,
             up_down_full_cycle,
             up_refuses_a_slug_that_is_up,
             up_rolls_back_at_every_step,
@@ -250,6 +288,20 @@ async fn remove_all(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture, case: &str) {
     }
 }
 
+/// Removes every container and network of this fixture's prefix, of every case (after a case
+/// that failed half-way).
+pub async fn remove_everything(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let sel = LabelSelector::all().eq("io.bottle.conformance", &fx.prefix);
+    for c in rt.list_containers(&sel).await.expect("list containers") {
+        rt.remove_container(&c.name)
+            .await
+            .expect("remove container");
+    }
+    for n in rt.list_networks(&sel).await.expect("list networks") {
+        rt.remove_network(&n.name).await.expect("remove network");
+    }
+}
+
 /// Creating a network twice is `AlreadyExists` and keeps the first; removing twice succeeds.
 pub async fn network_create_is_exclusive_and_remove_idempotent(
     rt: &Arc<dyn ContainerRuntime>,
@@ -260,6 +312,11 @@ pub async fn network_create_is_exclusive_and_remove_idempotent(
     let spec = fx.network(case, "n", fx.subnet(0));
     let created = rt.create_network(&spec).await.expect("create network");
     assert_eq!(created.name, spec.name);
+    assert_eq!(created.subnets, vec![spec.subnet], "{created:?}");
+    assert!(!created.id.is_empty(), "{created:?}");
+    for (k, v) in &spec.labels {
+        assert_eq!(created.labels.get(k), Some(v), "label {k}: {created:?}");
+    }
     let mut again = spec.clone();
     again.subnet = fx.subnet(1);
     again.gateway = host(again.subnet, 1);
@@ -336,8 +393,17 @@ pub async fn container_name_is_exclusive(rt: &Arc<dyn ContainerRuntime>, fx: &Fi
     rt.create_network(&net).await.expect("create network");
     let spec = fx.container(case, &net, &[]);
     rt.create_container(&spec).await.expect("create container");
+    let first = rt.inspect_container(&spec.name).await.expect("inspect");
     let err = rt.create_container(&spec).await.expect_err("second create");
     assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    let kept = rt
+        .inspect_container(&spec.name)
+        .await
+        .expect("the first container is still there");
+    assert_eq!(
+        kept.id, first.id,
+        "the first container is kept, not replaced"
+    );
     remove_all(rt, fx, case).await;
 }
 
@@ -413,7 +479,7 @@ pub async fn port_without_daemon_never_passes_readiness(
     rt: &Arc<dyn ContainerRuntime>,
     fx: &Fixture,
 ) {
-    use crate::runtime::{EnvValue, EnvVar, PortForwarding};
+    use crate::runtime::PortForwarding;
     let case = "empty-port";
     remove_all(rt, fx, case).await;
     let image = rt.image(&fx.image).await.expect("image").expect("present");
@@ -539,6 +605,411 @@ pub async fn image_lookup(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     assert!(absent.is_none());
 }
 
+/// Clears what an earlier run of `case` left, then creates the case's network on the `index`-th
+/// /24 of the pool.
+async fn fresh_network(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+    case: &str,
+    index: u32,
+) -> NetworkSpec {
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(index));
+    rt.create_network(&net).await.expect("create network");
+    net
+}
+
+/// The port of the fixture image's `selfcheck` daemon, from the image's catalog.
+async fn selfcheck_port(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) -> u16 {
+    let image = rt.image(&fx.image).await.expect("image").expect("present");
+    let catalog = crate::plan::ImageProfile::from_image(&fx.image, &image)
+        .expect("catalog label")
+        .catalog
+        .expect("the fixture image declares a catalog");
+    catalog
+        .get(selfcheck::DAEMON)
+        .unwrap_or_else(|| {
+            panic!(
+                "the fixture image {} must provide the {} daemon (the reference image does)",
+                fx.image,
+                selfcheck::DAEMON
+            )
+        })
+        .port
+}
+
+/// A container of the fixture image on a network of its own, running only the `selfcheck`
+/// daemon, published on a loopback address; `edit` changes the spec before it is created.
+async fn selfcheck_spec(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+    case: &str,
+    index: u32,
+) -> (ContainerSpec, Ipv4Addr, u16) {
+    let port = selfcheck_port(rt, fx).await;
+    let net = fresh_network(rt, fx, case, index).await;
+    let lo = fx.loopback(index);
+    let mut spec = fx.container(case, &net, &[(port, lo)]);
+    spec.env.push(EnvVar {
+        key: crate::catalog::DAEMONS_ENV.into(),
+        value: EnvValue::Plain(selfcheck::DAEMON.into()),
+    });
+    (spec, lo, port)
+}
+
+/// Creates and starts `spec` and returns the report its `selfcheck` daemon gives (bounded).
+async fn start_and_read_report(
+    rt: &Arc<dyn ContainerRuntime>,
+    spec: &ContainerSpec,
+    lo: Ipv4Addr,
+    port: u16,
+) -> Report {
+    use tokio::io::AsyncReadExt;
+    rt.create_container(spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+    let (ports, _) = host_ports(rt, &spec.name, lo, &[port])
+        .await
+        .expect("the selfcheck port, on loopback only");
+    let addr = SocketAddr::new(IpAddr::V4(lo), ports[&port]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    loop {
+        let read = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text).await.ok()?;
+            Some(text)
+        };
+        if let Ok(Some(text)) = tokio::time::timeout(Duration::from_secs(5), read).await {
+            match serde_json::from_str::<Report>(&text) {
+                Ok(report) => return report,
+                Err(e) => last = format!("{e}: {text:?}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the selfcheck daemon of {} never reported at {addr} (last answer: {last})",
+            spec.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every field of [`Security`] shows up inside the container: the user and group, the
+/// capabilities (bounding set: only those added back), no-new-privileges, the read-only root,
+/// and each tmpfs, mounted `rw,nosuid,nodev,noexec`.
+pub async fn selfcheck_shows_every_security_setting(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "sec";
+    let (mut spec, lo, port) = selfcheck_spec(rt, fx, case, 9).await;
+    spec.security = Security {
+        no_new_privileges: true,
+        drop_all_capabilities: true,
+        cap_add: vec!["NET_BIND_SERVICE".into()],
+        read_only_rootfs: true,
+        tmpfs: vec!["/tmp".into()],
+        user: Some("65534:65534".into()),
+    };
+    let r = start_and_read_report(rt, &spec, lo, port).await;
+    assert_eq!((r.uid, r.gid), (65534, 65534), "user 65534:65534: {r:?}");
+    let asked = selfcheck::capability_set(["NET_BIND_SERVICE"]);
+    assert_eq!(
+        r.cap_bounding,
+        asked,
+        "every capability dropped, NET_BIND_SERVICE added back; bounding set is {:?}",
+        selfcheck::capability_names(r.cap_bounding)
+    );
+    assert_eq!(
+        r.cap_effective & !asked,
+        0,
+        "effective capabilities beyond those asked: {:?}",
+        selfcheck::capability_names(r.cap_effective & !asked)
+    );
+    assert!(r.no_new_privs, "no-new-privileges: {r:?}");
+    assert!(r.root_read_only, "read-only root: {r:?}");
+    let tmp = r
+        .tmpfs
+        .get("/tmp")
+        .unwrap_or_else(|| panic!("/tmp is a tmpfs: {:?}", r.tmpfs));
+    for option in TMPFS_OPTIONS {
+        assert!(
+            tmp.iter().any(|o| o == option),
+            "tmpfs /tmp has option {option}: {tmp:?}"
+        );
+    }
+    remove_all(rt, fx, case).await;
+}
+
+/// The mount options every tmpfs of [`Security::tmpfs`] has (its size is the engine's).
+pub const TMPFS_OPTIONS: [&str; 4] = ["rw", "nosuid", "nodev", "noexec"];
+
+/// The memory and pids limits show up in the container's cgroup, with no swap on top of the
+/// memory limit.
+pub async fn selfcheck_shows_limits_without_swap(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "limits";
+    let (mut spec, lo, port) = selfcheck_spec(rt, fx, case, 10).await;
+    spec.limits = Limits {
+        memory_bytes: Some(96 * 1024 * 1024),
+        pids: Some(48),
+    };
+    let r = start_and_read_report(rt, &spec, lo, port).await;
+    assert_eq!(r.memory_limit, spec.limits.memory_bytes, "memory: {r:?}");
+    assert_eq!(
+        r.memory_swap,
+        Some(0),
+        "no swap beyond the memory limit (cgroup {}): {r:?}",
+        r.cgroup
+    );
+    assert_eq!(r.pids_limit, Some(48), "pids: {r:?}");
+    remove_all(rt, fx, case).await;
+}
+
+/// Whether `needle` shows up anywhere in `err`: its message, its `Debug`, or any source's.
+fn error_mentions(err: &RuntimeError, needle: &str) -> bool {
+    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        texts.push(s.to_string());
+        source = s.source();
+    }
+    texts.iter().any(|t| t.contains(needle))
+}
+
+/// Plain and secret values reach the container's environment (seen as hashes from inside), and
+/// a secret value shows up nowhere else: not in labels, `inspect` or `list` output, error
+/// messages of a refused or failed create, or logs.
+pub async fn env_reaches_the_container_and_secrets_nowhere_else(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "secret";
+    let (mut spec, lo, port) = selfcheck_spec(rt, fx, case, 11).await;
+    let secret = format!("s3cret-{}-{}", fx.prefix, std::process::id());
+    spec.env.push(EnvVar {
+        key: "BT_PLAIN".into(),
+        value: EnvValue::Plain("visible value".into()),
+    });
+    spec.env.push(EnvVar {
+        key: "BT_SECRET".into(),
+        value: EnvValue::Secret(crate::runtime::Secret::new(secret.clone())),
+    });
+    let r = start_and_read_report(rt, &spec, lo, port).await;
+    assert_eq!(
+        r.env.get("BT_PLAIN"),
+        Some(&selfcheck::value_hash("visible value")),
+        "{:?}",
+        r.env
+    );
+    assert_eq!(
+        r.env.get("BT_SECRET"),
+        Some(&selfcheck::value_hash(&secret)),
+        "the secret reaches the container's environment: {:?}",
+        r.env
+    );
+    let info = rt.inspect_container(&spec.name).await.expect("inspect");
+    assert!(
+        !format!("{info:?}").contains(&secret),
+        "inspect shows the secret: {info:?}"
+    );
+    let sel = LabelSelector::all().eq("io.bottle.conformance.case", case);
+    let listed = rt.list_containers(&sel).await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        !format!("{listed:?}").contains(&secret),
+        "list shows the secret: {listed:?}"
+    );
+    let refused = rt.create_container(&spec).await.expect_err("name taken");
+    assert!(
+        !error_mentions(&refused, &secret),
+        "the error of a refused create carries the secret: {refused:?}"
+    );
+    let mut lost = spec.clone();
+    lost.name = fx.name(case, "lost");
+    lost.network = fx.name(case, "no-such-network");
+    let failed = rt.create_container(&lost).await.expect_err("no network");
+    assert!(
+        !error_mentions(&failed, &secret),
+        "the error of a failed create carries the secret: {failed:?}"
+    );
+    let mut lines = Vec::new();
+    match rt
+        .logs(&spec.name, LogOptions::default(), &mut |l| {
+            lines.push(l);
+            true
+        })
+        .await
+    {
+        Ok(()) => assert!(
+            lines.iter().all(|l| !l.contains(&secret)),
+            "the logs show the secret"
+        ),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::NotSupported, "{e}"),
+    }
+    remove_all(rt, fx, case).await;
+}
+
+/// Removing a running container whose PID 1 ignores SIGTERM kills it at once.
+///
+/// A remove that stops the container gracefully first waits the engine's grace period (10 s on
+/// Docker and Podman) before it kills a process that ignores SIGTERM. Time is the only thing
+/// that tells the two apart through the trait, so the bound is relative and wide: removing the
+/// running container may take at most 5 s more than removing a created, never started container
+/// of the same image (which has no process to stop). A graceful stop exceeds it by half the
+/// grace period; a kill stays far below it even on a loaded host.
+pub async fn remove_kills_a_sigterm_deaf_container_at_once(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "deaf";
+    let net = fresh_network(rt, fx, case, 12).await;
+    let mut deaf = fx.container(case, &net, &[]);
+    deaf.image = fx.sigterm_deaf_image.clone();
+    let mut idle = deaf.clone();
+    idle.name = fx.name(case, "idle");
+    idle.ipv4 = host(net.subnet, 3);
+    rt.create_container(&deaf).await.expect("create");
+    rt.start_container(&deaf.name).await.expect("start");
+    rt.create_container(&idle)
+        .await
+        .expect("create the idle one");
+    let started = Instant::now();
+    rt.remove_container(&idle.name).await.expect("remove idle");
+    let baseline = started.elapsed();
+    let bound = baseline + Duration::from_secs(5);
+    let started = Instant::now();
+    let removed = tokio::time::timeout(bound, rt.remove_container(&deaf.name)).await;
+    assert!(
+        removed.is_ok(),
+        "removing a running container whose PID 1 ignores SIGTERM took longer than {bound:?} \
+         ({baseline:?} for a container never started): remove must kill, not stop gracefully"
+    );
+    removed.unwrap().expect("remove running");
+    let took = started.elapsed();
+    let err = rt.inspect_container(&deaf.name).await.expect_err("gone");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "gone after {took:?}: {err}"
+    );
+    remove_all(rt, fx, case).await;
+}
+
+/// Creating a container on a missing network, or of a missing image, is `NotFound`, and leaves
+/// no container behind.
+pub async fn failed_create_is_not_found_and_leaves_nothing(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "failcreate";
+    remove_all(rt, fx, case).await;
+    let net = fx.network(case, "n", fx.subnet(13));
+    let mut spec = fx.container(case, &net, &[]);
+    let err = rt
+        .create_container(&spec)
+        .await
+        .expect_err("create on a missing network");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "missing network: {err}");
+    let gone = rt.inspect_container(&spec.name).await.expect_err("nothing");
+    assert_eq!(gone.kind(), ErrorKind::NotFound, "{gone}");
+    rt.create_network(&net).await.expect("create network");
+    spec.image = "bottle-conformance-absent:never".into();
+    let err = rt
+        .create_container(&spec)
+        .await
+        .expect_err("create of a missing image");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "missing image: {err}");
+    let sel = LabelSelector::all().eq("io.bottle.conformance.case", case);
+    let left = rt.list_containers(&sel).await.expect("list");
+    assert!(left.is_empty(), "a failed create left {left:?}");
+    remove_all(rt, fx, case).await;
+}
+
+/// A created, not started container reports its image reference as asked, its pinned address
+/// and its labels; once started, only the published port is a binding (the image's other
+/// exposed ports are not).
+pub async fn created_container_reports_what_was_asked(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "created";
+    let (spec, lo, port) = selfcheck_spec(rt, fx, case, 14).await;
+    rt.create_container(&spec).await.expect("create");
+    let info = rt.inspect_container(&spec.name).await.expect("inspect");
+    assert_eq!(info.name, spec.name);
+    assert_eq!(
+        info.state,
+        crate::runtime::ContainerState::Created,
+        "{info:?}"
+    );
+    assert_eq!(info.image, spec.image, "the image reference as asked");
+    assert_eq!(
+        info.networks.get(&spec.network),
+        Some(&spec.ipv4),
+        "the pinned address before start: {info:?}"
+    );
+    for (k, v) in &spec.labels {
+        assert_eq!(info.labels.get(k), Some(v), "label {k}");
+    }
+    rt.start_container(&spec.name).await.expect("start");
+    let (_, info) = host_ports(rt, &spec.name, lo, &[port])
+        .await
+        .expect("ports");
+    assert!(
+        info.ports.iter().all(|b| b.container_port == port),
+        "only the published port {port} is a binding: {:?}",
+        info.ports
+    );
+    assert_eq!(info.image, spec.image, "the image reference as asked");
+    remove_all(rt, fx, case).await;
+}
+
+/// Two removes of one container at once both succeed, and so do two of one network.
+pub async fn concurrent_removes_both_succeed(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
+    let case = "rmrace";
+    let net = fresh_network(rt, fx, case, 15).await;
+    let spec = fx.container(case, &net, &[]);
+    rt.create_container(&spec).await.expect("create");
+    rt.start_container(&spec.name).await.expect("start");
+    let (a, b) = tokio::join!(
+        rt.remove_container(&spec.name),
+        rt.remove_container(&spec.name)
+    );
+    a.expect("first remove");
+    b.expect("concurrent remove");
+    let (a, b) = tokio::join!(rt.remove_network(&net.name), rt.remove_network(&net.name));
+    a.expect("first network remove");
+    b.expect("concurrent network remove");
+    remove_all(rt, fx, case).await;
+}
+
+/// An engine's errors keep the engine's own error as their source, and name the object.
+pub async fn errors_keep_their_source_and_name_the_object(
+    rt: &Arc<dyn ContainerRuntime>,
+    fx: &Fixture,
+) {
+    let case = "source";
+    remove_all(rt, fx, case).await;
+    let name = fx.name(case, "never-created");
+    let err = rt.inspect_container(&name).await.expect_err("missing");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&name), "names {name}: {err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "NotFound keeps the engine's error as its source: {err:?}"
+    );
+    let net = fx.network(case, "n", fx.subnet(16));
+    rt.create_network(&net).await.expect("create network");
+    let spec = fx.container(case, &net, &[]);
+    rt.create_container(&spec).await.expect("create");
+    let err = rt.create_container(&spec).await.expect_err("name taken");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains(&spec.name), "names it: {err}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "AlreadyExists keeps the engine's error as its source: {err:?}"
+    );
+    remove_all(rt, fx, case).await;
+}
+
 /// Checks that nothing with this lifecycle's prefix is left on the engine.
 async fn assert_nothing_left(lc: &Lifecycle) {
     let left = lc.list().await.expect("list");
@@ -631,9 +1102,10 @@ impl FailNth {
 }
 
 impl Hook for FailNth {
-    fn before(&self, op: Op) -> Result<()> {
+    fn before(&self, call: &Call<'_>) -> RuntimeResult<()> {
+        let op = call.op();
         if op == self.op && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            return Err(Error::Engine {
+            return Err(RuntimeError::Engine {
                 engine: "fault".into(),
                 operation: format!("{op:?}"),
                 target: "injected".into(),
@@ -777,6 +1249,31 @@ pub async fn gc_removes_half_created_bottles(rt: &Arc<dyn ContainerRuntime>, fx:
     assert_nothing_left(&lc).await;
 }
 
+/// An in-memory engine holding what a [`Fixture`] needs, and that fixture: an image whose
+/// catalog is the seed's plus `selfcheck`, and an image whose PID 1 ignores SIGTERM. For the
+/// in-memory suites, and for an adapter that starts out delegating to the in-memory engine.
+pub fn memory_engine() -> (crate::InMemoryRuntime, Fixture) {
+    let rt = crate::InMemoryRuntime::new();
+    let mut catalog = crate::Catalog::seed();
+    catalog.daemons.push(selfcheck::daemon_def());
+    rt.add_image(
+        "bottle-sidecars:test",
+        [(labels::CATALOG.to_string(), catalog.to_json())].into(),
+    );
+    rt.add_image(
+        "bt-mem-sleep:test",
+        [("io.bottle.test".to_string(), "sleep".to_string())].into(),
+    );
+    let fx = Fixture {
+        image: "bottle-sidecars:test".into(),
+        prefix: "bt-mem".into(),
+        subnet_pool: "10.214.0.0/16".parse().expect("a valid pool"),
+        loopback_pool: "127.78.0.0/16".parse().expect("a valid pool"),
+        sigterm_deaf_image: "bt-mem-sleep:test".into(),
+    };
+    (rt, fx)
+}
+
 /// Whether this run is CI (`CI=true`), where a missing engine is a failure, never a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
@@ -786,13 +1283,17 @@ pub fn in_ci() -> bool {
 /// runtime when it answers; in CI a panic naming the problem; elsewhere `None` after one line
 /// that says how to run the test.
 #[allow(clippy::print_stderr)] // A test helper: the skip line is for the person running tests.
-pub fn require_engine<R>(engine: &str, connected: Result<R>) -> Option<R> {
+pub fn require_engine<R, E: std::fmt::Display>(
+    engine: &str,
+    connected: std::result::Result<R, E>,
+) -> Option<R> {
     match connected {
         Ok(rt) => Some(rt),
         Err(e) if in_ci() => panic!("{engine} engine required in CI but unavailable: {e}"),
         Err(e) => {
             eprintln!(
-                "skipping {engine} tests: {e}; run `cargo xtask engines` to start the engines"
+                "skipping {engine} tests: {e}; start the engine to run them (with CI=true a \
+                 missing engine fails them instead)"
             );
             None
         }
@@ -824,7 +1325,7 @@ pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &st
     } else {
         assert!(
             rt.image(reference).await.expect("image lookup").is_some(),
-            "reference image {reference} is not on the engine and its archive {} is missing: run `cargo xtask image`",
+            "reference image {reference} is not on the engine and its archive {} is missing: build it (`cargo xtask image` in bottle's repository) and point BOTTLE_IMAGE_ARCHIVE at it",
             archive.display()
         );
     }
@@ -927,4 +1428,46 @@ fn stdout(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(subnet_pool: &str, loopback_pool: &str) -> Fixture {
+        Fixture {
+            image: "i".into(),
+            prefix: "p".into(),
+            subnet_pool: subnet_pool.parse().unwrap(),
+            loopback_pool: loopback_pool.parse().unwrap(),
+            sigterm_deaf_image: "s".into(),
+        }
+    }
+
+    #[test]
+    fn direct_loopback_addresses_stay_inside_the_pool() {
+        for pool in ["127.78.0.0/16", "127.78.4.0/23", "127.0.0.0/8"] {
+            let fx = fixture("10.214.0.0/16", pool);
+            for i in [1, 100, 200] {
+                let addr = fx.loopback(i);
+                assert!(fx.loopback_pool.contains(&addr), "{addr} outside {pool}");
+            }
+        }
+        assert_eq!(
+            fixture("10.214.0.0/16", "127.78.4.0/23").loopback(5),
+            "127.78.5.5".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "must be a /23 or larger")]
+    fn a_loopback_pool_too_small_is_refused() {
+        fixture("10.214.0.0/16", "127.78.4.0/24").loopback(1);
+    }
+
+    #[test]
+    #[should_panic(expected = "must be a /18 or larger")]
+    fn a_subnet_pool_too_small_is_refused() {
+        fixture("10.214.0.0/20", "127.78.0.0/16").subnet(0);
+    }
 }

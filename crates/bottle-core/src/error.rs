@@ -1,4 +1,7 @@
-//! The one error type of the crate: semantic kinds that every runtime maps its engine's errors into.
+//! Errors by meaning, in two layers: [`RuntimeError`], the kinds a [`ContainerRuntime`](crate::ContainerRuntime)
+//! operation can return, which every adapter maps its engine's errors
+//! into; and [`Error`], everything the lifecycle can return: a runtime error, or one of the
+//! lifecycle's own kinds (already up, not ready, pool exhausted, ...) that no adapter returns.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -12,6 +15,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The result of a [`ContainerRuntime`](crate::ContainerRuntime) operation.
+pub type RuntimeResult<T> = std::result::Result<T, RuntimeError>;
 
 /// Which kind of engine object an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,19 +37,16 @@ impl std::fmt::Display for ObjectKind {
     }
 }
 
-/// Everything that can go wrong, by meaning rather than by engine.
-///
-/// Adapters map their SDK's errors into these kinds and keep the SDK error as the source, so a
-/// caller can match on the kind and still print the engine's own message.
+/// What a [`ContainerRuntime`](crate::ContainerRuntime) operation can fail with: the kinds an
+/// adapter maps its engine's errors into, keeping the engine's error as the source. Messages
+/// name the operation and the object, and give no advice about bottle's own commands (an
+/// adapter's caller may not be bottle).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// The caller's input breaks a rule; nothing was sent to the engine.
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
-
-    /// No engine answered. `tried` names the socket or URL, `hint` says how to start one.
-    #[error("cannot reach the {engine} engine at {tried}: {hint}")]
+pub enum RuntimeError {
+    /// No engine answered. `tried` names the socket or URL; `hint` is the adapter's word on
+    /// what the engine needs (a running daemon, a socket variable), never a command of bottle.
+    #[error("cannot reach the {engine} engine at {tried} ({hint})")]
     EngineUnavailable {
         engine: String,
         tried: String,
@@ -77,6 +80,126 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+
+    /// The runtime does not implement an optional operation.
+    #[error("{operation} is not supported by the {engine} runtime")]
+    NotSupported { engine: String, operation: String },
+
+    /// Any other engine failure, naming the operation and the object it was on.
+    #[error("{engine}: {operation} {target} failed: {message}")]
+    Engine {
+        engine: String,
+        operation: String,
+        target: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl RuntimeError {
+    /// The semantic kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RuntimeError::EngineUnavailable { .. } => ErrorKind::EngineUnavailable,
+            RuntimeError::NotFound { .. } => ErrorKind::NotFound,
+            RuntimeError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            RuntimeError::SubnetConflict { .. } => ErrorKind::SubnetConflict,
+            RuntimeError::NotSupported { .. } => ErrorKind::NotSupported,
+            RuntimeError::Engine { .. } => ErrorKind::Engine,
+        }
+    }
+
+    /// A generic engine failure of `operation` on `target`, keeping the engine's error as
+    /// source.
+    pub fn engine(
+        engine: impl Into<String>,
+        operation: impl Into<String>,
+        target: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        let source = source.into();
+        RuntimeError::Engine {
+            engine: engine.into(),
+            operation: operation.into(),
+            target: target.into(),
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+
+    /// `NotFound` for `kind` named `name`, keeping the engine's error as source.
+    pub fn not_found(
+        kind: ObjectKind,
+        name: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        RuntimeError::NotFound {
+            kind,
+            name: name.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `AlreadyExists` for `kind` named `name`, keeping the engine's error as source.
+    pub fn already_exists(
+        kind: ObjectKind,
+        name: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        RuntimeError::AlreadyExists {
+            kind,
+            name: name.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `SubnetConflict` for `subnet`, keeping the engine's error as source.
+    pub fn subnet_conflict(subnet: Ipv4Net, source: impl Into<BoxError>) -> Self {
+        RuntimeError::SubnetConflict {
+            subnet,
+            source: Some(source.into()),
+        }
+    }
+
+    /// `EngineUnavailable`: the `engine` at `tried` did not answer; `hint` says what it needs.
+    pub fn unavailable(
+        engine: impl Into<String>,
+        tried: impl Into<String>,
+        hint: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        RuntimeError::EngineUnavailable {
+            engine: engine.into(),
+            tried: tried.into(),
+            hint: hint.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `NotSupported`: the `engine`'s runtime does not implement `operation`.
+    pub fn not_supported(engine: impl Into<String>, operation: impl Into<String>) -> Self {
+        RuntimeError::NotSupported {
+            engine: engine.into(),
+            operation: operation.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong, by meaning rather than by engine.
+///
+/// What the lifecycle returns: a [`RuntimeError`] of an engine operation, or one of its own
+/// kinds. Match on [`Error::kind`] to branch without caring which layer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller's input breaks a rule; nothing was sent to the engine.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+
+    /// An engine operation failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 
     /// Every candidate of a pool is taken.
     #[error("no free {what} left in pool {pool}: tear down unused bottles (`bottle down`, `bottle gc`) or configure a larger pool")]
@@ -132,28 +255,13 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// The runtime does not implement an optional operation.
-    #[error("{operation} is not supported by the {engine} runtime")]
-    NotSupported { engine: String, operation: String },
-
-    /// Any other engine failure, naming the operation and the object it was on.
-    #[error("{engine}: {operation} {target} failed: {message}")]
-    Engine {
-        engine: String,
-        operation: String,
-        target: String,
-        message: String,
-        #[source]
-        source: Option<BoxError>,
-    },
-
     /// A step of `up` failed and so did part of the cleanup that followed.
     ///
     /// `original` is the error that stopped `up`; `cleanup` holds each removal that failed.
     #[error("{original}; cleanup also failed, leaving objects behind ({}): run `bottle gc`", cleanup.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     CleanupFailed {
         original: Box<Error>,
-        cleanup: Vec<Error>,
+        cleanup: Vec<RuntimeError>,
     },
 
     /// `up` was interrupted; what it had created was removed.
@@ -198,10 +306,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid(_) => ErrorKind::Invalid,
-            Error::EngineUnavailable { .. } => ErrorKind::EngineUnavailable,
-            Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::SubnetConflict { .. } => ErrorKind::SubnetConflict,
+            Error::Runtime(e) => e.kind(),
             Error::PoolExhausted { .. } => ErrorKind::PoolExhausted,
             Error::AlreadyUp { .. } => ErrorKind::AlreadyUp,
             Error::NotUp { .. } => ErrorKind::NotUp,
@@ -211,46 +316,9 @@ impl Error {
             Error::PublishedBeyondLoopback { .. } => ErrorKind::PublishedBeyondLoopback,
             Error::PortNotAssigned { .. } => ErrorKind::PortNotAssigned,
             Error::NotReady { .. } => ErrorKind::NotReady,
-            Error::NotSupported { .. } => ErrorKind::NotSupported,
-            Error::Engine { .. } => ErrorKind::Engine,
             Error::CleanupFailed { original, .. } => original.kind(),
             Error::Interrupted { .. } => ErrorKind::Interrupted,
             Error::Io { .. } => ErrorKind::Io,
-        }
-    }
-
-    /// A generic engine failure of `operation` on `target`, keeping the SDK's error as source.
-    pub fn engine(
-        engine: impl Into<String>,
-        operation: impl Into<String>,
-        target: impl Into<String>,
-        source: impl Into<BoxError>,
-    ) -> Self {
-        let source = source.into();
-        Error::Engine {
-            engine: engine.into(),
-            operation: operation.into(),
-            target: target.into(),
-            message: source.to_string(),
-            source: Some(source),
-        }
-    }
-
-    /// `NotFound` for `kind` named `name`.
-    pub fn not_found(kind: ObjectKind, name: impl Into<String>) -> Self {
-        Error::NotFound {
-            kind,
-            name: name.into(),
-            source: None,
-        }
-    }
-
-    /// `AlreadyExists` for `kind` named `name`.
-    pub fn already_exists(kind: ObjectKind, name: impl Into<String>) -> Self {
-        Error::AlreadyExists {
-            kind,
-            name: name.into(),
-            source: None,
         }
     }
 }

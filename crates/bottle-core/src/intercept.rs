@@ -1,6 +1,8 @@
 //! [`Intercepted`]: any runtime wrapped with a [`Hook`] around each of its engine operations:
-//! fault injection (`conformance::FailNth`), timing (the benchmark's), or whatever a downstream
-//! project wants to watch, without writing the trait's delegation again. Everything that is not
+//! fault injection (`conformance::FailNth`), timing (the benchmark's), counting failures,
+//! recording arguments, or whatever a downstream project wants to watch, without writing the
+//! trait's delegation again. A hook sees each operation's arguments ([`Call`]) and its outcome
+//! (the error's kind). Everything that is not
 //! an engine operation (the name, [`ContainerRuntime::port_forwarding`]) is the wrapped
 //! runtime's.
 
@@ -12,25 +14,89 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{ErrorKind, RuntimeResult as Result};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec, Op, PortForwarding,
 };
 
+/// One engine operation with its arguments, as a [`Hook`] sees it.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Call<'a> {
+    Info,
+    CreateNetwork(&'a NetworkSpec),
+    RemoveNetwork(&'a str),
+    ListNetworks(&'a LabelSelector),
+    /// The spec holds secret values (hidden by `Debug`, readable with `expose`): a hook that
+    /// records arguments must keep them to itself.
+    CreateContainer(&'a ContainerSpec),
+    StartContainer(&'a str),
+    InspectContainer(&'a str),
+    RemoveContainer(&'a str),
+    ListContainers(&'a LabelSelector),
+    Image(&'a str),
+    LoadImage(&'a Path),
+    Logs(&'a str, LogOptions),
+}
+
+impl Call<'_> {
+    /// The operation.
+    pub fn op(&self) -> Op {
+        match self {
+            Call::Info => Op::Info,
+            Call::CreateNetwork(_) => Op::CreateNetwork,
+            Call::RemoveNetwork(_) => Op::RemoveNetwork,
+            Call::ListNetworks(_) => Op::ListNetworks,
+            Call::CreateContainer(_) => Op::CreateContainer,
+            Call::StartContainer(_) => Op::StartContainer,
+            Call::InspectContainer(_) => Op::InspectContainer,
+            Call::RemoveContainer(_) => Op::RemoveContainer,
+            Call::ListContainers(_) => Op::ListContainers,
+            Call::Image(_) => Op::Image,
+            Call::LoadImage(_) => Op::LoadImage,
+            Call::Logs(..) => Op::Logs,
+        }
+    }
+
+    /// The name of the object the operation is on, when it is on one.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Call::CreateNetwork(spec) => Some(&spec.name),
+            Call::CreateContainer(spec) => Some(&spec.name),
+            Call::RemoveNetwork(name)
+            | Call::StartContainer(name)
+            | Call::InspectContainer(name)
+            | Call::RemoveContainer(name)
+            | Call::Image(name)
+            | Call::Logs(name, _) => Some(name),
+            Call::Info | Call::ListNetworks(_) | Call::ListContainers(_) | Call::LoadImage(_) => {
+                None
+            }
+        }
+    }
+}
+
 /// Called around each engine operation of an [`Intercepted`] runtime.
 pub trait Hook: fmt::Debug + Send + Sync + 'static {
-    /// Before `op` reaches the wrapped runtime; an error is returned in its place, and the
+    /// Before `call` reaches the wrapped runtime; an error is returned in its place, and the
     /// wrapped runtime is not called.
-    fn before(&self, op: Op) -> Result<()> {
-        let _ = op;
+    fn before(&self, call: &Call<'_>) -> Result<()> {
+        let _ = call;
         Ok(())
     }
 
-    /// When `op` has returned (not when its future is dropped first): when it was called and
-    /// how long it took.
-    fn after(&self, op: Op, called: Instant, took: Duration) {
-        let _ = (op, called, took);
+    /// When `call` has returned (not when its future is dropped first, nor when `before`
+    /// refused it): its outcome (`Err` holds the error's kind), when it was called and how long
+    /// it took.
+    fn after(
+        &self,
+        call: &Call<'_>,
+        outcome: std::result::Result<(), ErrorKind>,
+        called: Instant,
+        took: Duration,
+    ) {
+        let _ = (call, outcome, called, took);
     }
 }
 
@@ -54,11 +120,12 @@ impl<H: Hook> Intercepted<H> {
         &self.inner
     }
 
-    async fn call<T>(&self, op: Op, f: impl Future<Output = Result<T>>) -> Result<T> {
-        self.hook.before(op)?;
+    async fn call<T>(&self, call: Call<'_>, f: impl Future<Output = Result<T>>) -> Result<T> {
+        self.hook.before(&call)?;
         let called = Instant::now();
         let result = f.await;
-        self.hook.after(op, called, called.elapsed());
+        let outcome = result.as_ref().map(drop).map_err(|e| e.kind());
+        self.hook.after(&call, outcome, called, called.elapsed());
         result
     }
 }
@@ -74,55 +141,71 @@ impl<H: Hook> ContainerRuntime for Intercepted<H> {
     }
 
     async fn info(&self) -> Result<EngineInfo> {
-        self.call(Op::Info, self.inner.info()).await
+        self.call(Call::Info, self.inner.info()).await
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
-        self.call(Op::CreateNetwork, self.inner.create_network(spec))
+        self.call(Call::CreateNetwork(spec), self.inner.create_network(spec))
             .await
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
-        self.call(Op::RemoveNetwork, self.inner.remove_network(name))
+        self.call(Call::RemoveNetwork(name), self.inner.remove_network(name))
             .await
     }
 
     async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
-        self.call(Op::ListNetworks, self.inner.list_networks(selector))
-            .await
+        self.call(
+            Call::ListNetworks(selector),
+            self.inner.list_networks(selector),
+        )
+        .await
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
-        self.call(Op::CreateContainer, self.inner.create_container(spec))
-            .await
+        self.call(
+            Call::CreateContainer(spec),
+            self.inner.create_container(spec),
+        )
+        .await
     }
 
     async fn start_container(&self, name: &str) -> Result<()> {
-        self.call(Op::StartContainer, self.inner.start_container(name))
+        self.call(Call::StartContainer(name), self.inner.start_container(name))
             .await
     }
 
     async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
-        self.call(Op::InspectContainer, self.inner.inspect_container(name))
-            .await
+        self.call(
+            Call::InspectContainer(name),
+            self.inner.inspect_container(name),
+        )
+        .await
     }
 
     async fn remove_container(&self, name: &str) -> Result<()> {
-        self.call(Op::RemoveContainer, self.inner.remove_container(name))
-            .await
+        self.call(
+            Call::RemoveContainer(name),
+            self.inner.remove_container(name),
+        )
+        .await
     }
 
     async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
-        self.call(Op::ListContainers, self.inner.list_containers(selector))
-            .await
+        self.call(
+            Call::ListContainers(selector),
+            self.inner.list_containers(selector),
+        )
+        .await
     }
 
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
-        self.call(Op::Image, self.inner.image(reference)).await
+        self.call(Call::Image(reference), self.inner.image(reference))
+            .await
     }
 
     async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
-        self.call(Op::LoadImage, self.inner.load_image(archive))
+        self.call(Call::LoadImage(archive), self.inner.load_image(archive))
             .await
     }
 
@@ -132,8 +215,11 @@ impl<H: Hook> ContainerRuntime for Intercepted<H> {
         options: LogOptions,
         sink: &mut (dyn FnMut(String) -> bool + Send),
     ) -> Result<()> {
-        self.call(Op::Logs, self.inner.logs(name, options, sink))
-            .await
+        self.call(
+            Call::Logs(name, options),
+            self.inner.logs(name, options, sink),
+        )
+        .await
     }
 }
 
@@ -144,14 +230,22 @@ mod tests {
     use super::*;
     use crate::memory::InMemoryRuntime;
 
+    /// An operation, its target, and its outcome once it returned.
+    type Seen1 = (
+        Op,
+        Option<String>,
+        Option<std::result::Result<(), ErrorKind>>,
+    );
+
     #[derive(Debug, Default)]
-    struct Seen(Mutex<Vec<(Op, bool)>>);
+    struct Seen(Mutex<Vec<Seen1>>);
 
     impl Hook for Seen {
-        fn before(&self, op: Op) -> Result<()> {
-            self.0.lock().unwrap().push((op, false));
-            if op == Op::RemoveNetwork {
-                return Err(crate::Error::NotSupported {
+        fn before(&self, call: &Call<'_>) -> Result<()> {
+            let target = call.target().map(String::from);
+            self.0.lock().unwrap().push((call.op(), target, None));
+            if call.op() == Op::RemoveNetwork {
+                return Err(crate::error::RuntimeError::NotSupported {
                     engine: "hook".into(),
                     operation: "removing".into(),
                 });
@@ -159,13 +253,23 @@ mod tests {
             Ok(())
         }
 
-        fn after(&self, op: Op, _: Instant, _: Duration) {
-            self.0.lock().unwrap().push((op, true));
+        fn after(
+            &self,
+            call: &Call<'_>,
+            outcome: std::result::Result<(), ErrorKind>,
+            _: Instant,
+            _: Duration,
+        ) {
+            let target = call.target().map(String::from);
+            self.0
+                .lock()
+                .unwrap()
+                .push((call.op(), target, Some(outcome)));
         }
     }
 
     #[tokio::test]
-    async fn every_operation_passes_the_hook_and_the_rest_is_the_inner_runtimes() {
+    async fn every_operation_passes_the_hook_with_its_arguments_and_outcome() {
         let mem = InMemoryRuntime::new();
         mem.set_port_forwarding(PortForwarding::Direct);
         let rt = Intercepted::new(Arc::new(mem.clone()), Seen::default());
@@ -173,6 +277,8 @@ mod tests {
         assert_eq!(rt.port_forwarding(), PortForwarding::Direct);
         rt.info().await.unwrap();
         rt.list_networks(&LabelSelector::all()).await.unwrap();
+        let missing = rt.inspect_container("c").await.unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
         let refused = rt.remove_network("n").await.unwrap_err();
         assert!(refused.to_string().contains("hook"), "{refused}");
         assert_eq!(
@@ -180,14 +286,18 @@ mod tests {
             0,
             "a refused call never reaches the engine"
         );
+        let c = Some("c".to_string());
+        let n = Some("n".to_string());
         assert_eq!(
             *rt.hook().0.lock().unwrap(),
             vec![
-                (Op::Info, false),
-                (Op::Info, true),
-                (Op::ListNetworks, false),
-                (Op::ListNetworks, true),
-                (Op::RemoveNetwork, false),
+                (Op::Info, None, None),
+                (Op::Info, None, Some(Ok(()))),
+                (Op::ListNetworks, None, None),
+                (Op::ListNetworks, None, Some(Ok(()))),
+                (Op::InspectContainer, c.clone(), None),
+                (Op::InspectContainer, c, Some(Err(ErrorKind::NotFound))),
+                (Op::RemoveNetwork, n, None),
             ]
         );
     }

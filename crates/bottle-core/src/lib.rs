@@ -9,7 +9,11 @@
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
-//! - `conformance` (feature `conformance`): the cases every runtime must pass.
+//! - [`selfcheck`]: the report a container gives of itself from inside, which the
+//!   conformance suite compares with what was asked;
+//! - `conformance` (feature `conformance`): the cases every runtime must pass;
+//! - `mutants` (feature `conformance`): runtimes that each break one promise of the contract,
+//!   and the cases that must notice.
 
 // A library reports through `tracing` and its return values, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -25,15 +29,29 @@ pub mod intercept;
 pub mod labels;
 pub mod lifecycle;
 pub mod memory;
+#[cfg(feature = "conformance")]
+pub mod mutants;
 pub mod plan;
 pub mod runtime;
+pub mod selfcheck;
 pub mod service;
 pub mod spec;
 
+/// The attribute an implementation of [`ContainerRuntime`] needs (`#[bottle_core::async_trait]`),
+/// so an adapter does not have to depend on the same `async-trait` itself.
+pub use async_trait::async_trait;
+/// The network types of the public API (`Ipv4Net` in specs, pools and errors).
+pub use ipnet;
+
 pub use catalog::{Catalog, DaemonDef, Facing, When};
-pub use error::{Error, ErrorKind, ObjectKind, Result};
-pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, Progress, Step};
+pub use error::{Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult};
+pub use intercept::{Call, Hook, Intercepted};
+pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
 pub use memory::InMemoryRuntime;
-pub use plan::{AgentEndpoints, BundlePlan};
-pub use runtime::{ContainerRuntime, PortForwarding};
+pub use plan::{AgentEndpoints, BundlePlan, Pools};
+pub use runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, EnvValue, EnvVar,
+    Health, ImageInfo, LabelSelector, Labels, Limits, LogOptions, Mount, NetworkInfo, NetworkSpec,
+    Op, PortBinding, PortForwarding, PublishSpec, Secret, Security,
+};
 pub use spec::{BottleSpec, EnvEntry, LoopbackChoice, ValidationError};

@@ -18,7 +18,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::alloc::{Allocator, Pending, Reservation};
 use crate::catalog::{Catalog, DaemonDef, Facing};
-use crate::error::{Error, ErrorKind, ObjectKind, Result};
+use crate::error::{Error, ErrorKind, ObjectKind, Result, RuntimeError};
 use crate::labels;
 use crate::plan::{self, AgentEndpoints, BundlePlan, ImageProfile, InUse, PlannedEnv, Pools};
 use crate::runtime::{
@@ -224,10 +224,16 @@ pub struct Lifecycle {
 }
 
 /// What `up` created so far, for rollback in reverse order.
+///
+/// A create whose answer is not back when `up` is interrupted may have taken effect: its name
+/// is `in_flight` until the answer comes, and rollback removes it too (remove is idempotent by
+/// contract, so removing what was never made is harmless).
 #[derive(Debug, Default)]
 struct Created {
     network: Option<String>,
     container: Option<String>,
+    network_in_flight: Option<String>,
+    container_in_flight: Option<String>,
 }
 
 impl Lifecycle {
@@ -393,7 +399,10 @@ impl Lifecycle {
             },
         );
         let container = self.container_spec(&plan)?;
-        match self.runtime.create_container(&container).await {
+        created.container_in_flight = Some(plan.container_name.clone());
+        let answer = self.runtime.create_container(&container).await;
+        created.container_in_flight = None;
+        match answer {
             Ok(()) => created.container = Some(plan.container_name.clone()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return Err(Error::AlreadyUp {
@@ -401,7 +410,7 @@ impl Lifecycle {
                     found: format!("container {} exists", plan.container_name),
                 })
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         debug!(container = %plan.container_name, "created");
 
@@ -508,13 +517,16 @@ impl Lifecycle {
                 gateway: plan.gateway,
                 labels: plan.network_labels.clone(),
             };
-            match self.runtime.create_network(&network).await {
+            created.network_in_flight = Some(plan.network_name.clone());
+            let answer = self.runtime.create_network(&network).await;
+            created.network_in_flight = None;
+            match answer {
                 Ok(_) => {
                     created.network = Some(plan.network_name.clone());
                     debug!(network = %plan.network_name, subnet = %plan.subnet, attempt, "created");
                     return Ok((plan, reservation));
                 }
-                Err(Error::SubnetConflict { subnet, .. }) => {
+                Err(RuntimeError::SubnetConflict { subnet, .. }) => {
                     warn!(%subnet, attempt, "subnet taken on the engine; trying the next one");
                     refused.push(subnet);
                 }
@@ -527,7 +539,7 @@ impl Lifecycle {
                     ),
                     })
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(Error::PoolExhausted {
@@ -677,7 +689,9 @@ impl Lifecycle {
         original: Error,
         progress: &dyn Progress,
     ) -> Error {
-        if created.network.is_none() && created.container.is_none() {
+        let container = created.container.or(created.container_in_flight);
+        let network = created.network.or(created.network_in_flight);
+        if network.is_none() && container.is_none() {
             return original;
         }
         warn!(error = %original, "up failed; removing what it created");
@@ -688,12 +702,12 @@ impl Lifecycle {
             },
         );
         let mut cleanup = Vec::new();
-        if let Some(name) = &created.container {
+        if let Some(name) = &container {
             if let Err(e) = self.runtime.remove_container(name).await {
                 cleanup.push(e);
             }
         }
-        if let Some(name) = &created.network {
+        if let Some(name) = &network {
             if let Err(e) = self.runtime.remove_network(name).await {
                 cleanup.push(e);
             }
@@ -1056,13 +1070,14 @@ pub fn resolve_host_ports(
     }
     let distinct: BTreeSet<u16> = ports.values().copied().collect();
     if distinct.len() != ports.len() {
-        return Err(Error::Engine {
+        return Err(RuntimeError::Engine {
             engine: "bottle".into(),
             operation: "checking the published ports of".into(),
             target: container.to_string(),
             message: format!("two container ports share one host port: {ports:?}"),
             source: None,
-        });
+        }
+        .into());
     }
     Ok(Some(ports))
 }

@@ -12,19 +12,20 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, ObjectKind, Result};
+use crate::error::{ObjectKind, RuntimeError, RuntimeResult as Result};
 use crate::plan::ImageProfile;
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, EngineInfo, ImageInfo,
     LabelSelector, Labels, LogOptions, NetworkInfo, NetworkSpec, PortBinding, PortForwarding,
 };
+use crate::selfcheck::{self, Report};
 
 pub use crate::runtime::Op;
 
-type MakeError = Box<dyn Fn() -> Error + Send + Sync>;
+type MakeError = Box<dyn Fn() -> RuntimeError + Send + Sync>;
 
 struct Fault {
     op: Op,
@@ -69,6 +70,8 @@ struct State {
     unassigned_inspections: usize,
     /// Publish on the wildcard address whatever was asked (a misbehaving engine).
     publish_wildcard: bool,
+    /// Containers may swap without limit (a quirk: an engine that leaves swap unset).
+    swap_unlimited: bool,
     /// No daemon listens behind published ports (see `InMemoryRuntime::daemons_never_ready`).
     daemons_silent: bool,
     /// What a published port with no daemon behind it does: accept and close (`Proxied`) or
@@ -76,6 +79,8 @@ struct State {
     forwarding: PortForwarding,
     /// Held operations: calls wait at the gate until it is released (closed), counted.
     gates: BTreeMap<Op, (Arc<tokio::sync::Semaphore>, usize)>,
+    /// Held answers: calls take effect, then wait at the gate until it is released, counted.
+    answer_gates: BTreeMap<Op, (Arc<tokio::sync::Semaphore>, usize)>,
     next_id: u64,
 }
 
@@ -116,7 +121,12 @@ impl InMemoryRuntime {
     }
 
     /// Makes the `nth` call (1-based, counted from now on) of `op` fail with `make()`.
-    pub fn fail_nth(&self, op: Op, nth: usize, make: impl Fn() -> Error + Send + Sync + 'static) {
+    pub fn fail_nth(
+        &self,
+        op: Op,
+        nth: usize,
+        make: impl Fn() -> RuntimeError + Send + Sync + 'static,
+    ) {
         let mut s = self.lock();
         let base = s.calls.get(&op).copied().unwrap_or(0);
         s.faults.push(Fault {
@@ -136,6 +146,12 @@ impl InMemoryRuntime {
     /// would.
     pub fn publish_on_wildcard(&self, on: bool) {
         self.lock().publish_wildcard = on;
+    }
+
+    /// Makes later containers' memory limits come without a swap limit, as an engine that
+    /// leaves swap unset does: the mutant the trait cannot express (it has no swap setting).
+    pub fn swap_unlimited(&self, on: bool) {
+        self.lock().swap_unlimited = on;
     }
 
     /// Makes later starts publish ports with no daemon behind them: the daemons never become
@@ -170,18 +186,51 @@ impl InMemoryRuntime {
         self.lock().gates.get(&op).map_or(0, |(_, n)| *n)
     }
 
-    /// Lets every held call of `op`, and every later one, proceed.
+    /// Makes later calls of `op` (`CreateNetwork` or `CreateContainer`) take effect and then
+    /// wait, before they answer, until [`InMemoryRuntime::release`]: an engine that acted but
+    /// whose answer is not back yet.
+    pub fn hold_answer(&self, op: Op) {
+        self.lock()
+            .answer_gates
+            .insert(op, (Arc::new(tokio::sync::Semaphore::new(0)), 0));
+    }
+
+    /// How many calls of `op` took effect and wait to answer since
+    /// [`InMemoryRuntime::hold_answer`].
+    pub fn held_answers(&self, op: Op) -> usize {
+        self.lock().answer_gates.get(&op).map_or(0, |(_, n)| *n)
+    }
+
+    /// Lets every held call (or answer) of `op`, and every later one, proceed.
     pub fn release(&self, op: Op) {
-        if let Some((gate, _)) = self.lock().gates.remove(&op) {
-            gate.close();
+        let mut guard = self.lock();
+        let s: &mut State = &mut guard;
+        for gates in [&mut s.gates, &mut s.answer_gates] {
+            if let Some((gate, _)) = gates.remove(&op) {
+                gate.close();
+            }
         }
     }
 
     /// Waits at the gate of `op` while it is held.
     async fn pass(&self, op: Op) {
+        self.wait_at(op, false).await;
+    }
+
+    /// Waits at the answer gate of `op` while it is held.
+    async fn answer(&self, op: Op) {
+        self.wait_at(op, true).await;
+    }
+
+    async fn wait_at(&self, op: Op, answer: bool) {
         let gate = {
             let mut s = self.lock();
-            s.gates.get_mut(&op).map(|(gate, n)| {
+            let gates = if answer {
+                &mut s.answer_gates
+            } else {
+                &mut s.gates
+            };
+            gates.get_mut(&op).map(|(gate, n)| {
                 *n += 1;
                 gate.clone()
             })
@@ -282,19 +331,44 @@ impl State {
     }
 }
 
-fn engine_error(op: &str, target: &str, message: impl Into<String>) -> Error {
-    Error::Engine {
-        engine: "memory".into(),
-        operation: op.into(),
-        target: target.into(),
-        message: message.into(),
-        source: None,
+/// The in-memory engine's own error, kept as the source of every error it returns, as an SDK's
+/// error is by a real adapter.
+#[derive(Debug)]
+pub struct EngineMessage(pub String);
+
+impl std::fmt::Display for EngineMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
-/// The container ports a daemon listens behind, when the image's catalog and the container's
-/// `BOTTLE_DAEMONS` say; `None` when every published port has one.
-fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<Vec<u16>> {
+impl std::error::Error for EngineMessage {}
+
+fn engine_error(op: &str, target: &str, message: impl Into<String>) -> RuntimeError {
+    RuntimeError::engine("memory", op, target, EngineMessage(message.into()))
+}
+
+fn missing(kind: ObjectKind, name: &str) -> RuntimeError {
+    RuntimeError::NotFound {
+        kind,
+        name: name.into(),
+        source: Some(Box::new(EngineMessage(format!("no such {kind}: {name}")))),
+    }
+}
+
+fn exists(kind: ObjectKind, name: &str) -> RuntimeError {
+    RuntimeError::AlreadyExists {
+        kind,
+        name: name.into(),
+        source: Some(Box::new(EngineMessage(format!(
+            "{kind} name {name} is in use"
+        )))),
+    }
+}
+
+/// The daemons of the container, by container port, when the image's catalog and the
+/// container's `BOTTLE_DAEMONS` say; `None` when every published port has a daemon behind it.
+fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<BTreeMap<u16, String>> {
     let catalog = ImageProfile::from_image(&spec.image, image?)
         .ok()?
         .catalog?;
@@ -309,30 +383,80 @@ fn served_ports(spec: &ContainerSpec, image: Option<&ImageInfo>) -> Option<Vec<u
         names
             .split(',')
             .filter_map(|n| catalog.get(n.trim()))
-            .map(|d| d.port)
+            .map(|d| (d.port, d.name.clone()))
             .collect(),
     )
 }
 
-/// Publishes one port on `addr` (port 0: a free one): a daemon that holds connections open,
-/// or with no daemon behind it what `forwarding` does. Returns the task that owns the socket
-/// and the host port.
+/// What answers behind a published port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Behind {
+    /// A daemon that accepts connections and holds them open.
+    Daemon,
+    /// The `selfcheck` daemon: each connection gets this report and is closed.
+    Report(String),
+    /// Nothing listens in the container.
+    Nothing,
+}
+
+/// What the reference image's `selfcheck` daemon would report in a container made from `spec`
+/// by an engine that honours every setting (see [`crate::selfcheck`]).
+pub fn selfcheck_report(spec: &ContainerSpec, image_user: &str) -> Report {
+    let sec = &spec.security;
+    let user = sec.user.as_deref().unwrap_or(image_user);
+    let (uid, gid) = selfcheck::parse_user(user).unwrap_or((0, 0));
+    let added = selfcheck::capability_set(sec.cap_add.iter().map(String::as_str));
+    let cap_bounding = if sec.drop_all_capabilities {
+        added
+    } else {
+        selfcheck::capability_set(selfcheck::ENGINE_DEFAULT_CAPABILITIES) | added
+    };
+    Report {
+        uid,
+        gid,
+        cap_effective: if uid == 0 { cap_bounding } else { 0 },
+        cap_bounding,
+        no_new_privs: sec.no_new_privileges,
+        root_read_only: sec.read_only_rootfs,
+        tmpfs: sec
+            .tmpfs
+            .iter()
+            .map(|p| (p.clone(), TMPFS_OPTIONS.map(String::from).to_vec()))
+            .collect(),
+        cgroup: "memory".into(),
+        memory_limit: spec.limits.memory_bytes,
+        memory_swap: spec.limits.memory_bytes.map(|_| 0),
+        pids_limit: spec.limits.pids.and_then(|p| u64::try_from(p).ok()),
+        env: spec
+            .env
+            .iter()
+            .map(|e| (e.key.clone(), selfcheck::value_hash(e.value.expose())))
+            .collect(),
+    }
+}
+
+/// The options of every tmpfs the in-memory engine mounts.
+const TMPFS_OPTIONS: [&str; 4] = ["rw", "nosuid", "nodev", "noexec"];
+
+/// Publishes one port on `addr` (port 0: a free one) with `behind` behind it; with nothing
+/// behind it, what `forwarding` does. Returns the task that owns the socket and the host port.
 fn publish_port(
     addr: SocketAddr,
-    daemon: bool,
+    behind: Behind,
     forwarding: PortForwarding,
 ) -> std::io::Result<(JoinHandle<()>, u16)> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind(addr)?;
     let port = socket.local_addr()?.port();
-    let task = if daemon || forwarding == PortForwarding::Proxied {
-        serve(socket.listen(64)?, !daemon)
-    } else {
+    let task = match behind {
+        Behind::Daemon => serve(socket.listen(64)?, false),
+        Behind::Report(report) => answer(socket.listen(64)?, report),
+        Behind::Nothing if forwarding == PortForwarding::Proxied => serve(socket.listen(64)?, true),
         // Bound, never listening: the port is taken and connections are refused.
-        tokio::spawn(async move {
+        Behind::Nothing => tokio::spawn(async move {
             let _held = socket;
             std::future::pending::<()>().await;
-        })
+        }),
     };
     Ok((task, port))
 }
@@ -351,6 +475,16 @@ fn serve(listener: tokio::net::TcpListener, silent: bool) -> JoinHandle<()> {
                 let mut buf = [0u8; 512];
                 while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
             });
+        }
+    })
+}
+
+/// Answers each connection on `listener` with `text` and closes it.
+fn answer(listener: tokio::net::TcpListener, text: String) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.write_all(text.as_bytes()).await;
+            let _ = stream.shutdown().await;
         }
     })
 }
@@ -377,44 +511,52 @@ impl ContainerRuntime for InMemoryRuntime {
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
         self.pass(Op::CreateNetwork).await;
-        let mut s = self.enter(Op::CreateNetwork)?;
-        if s.networks.contains_key(&spec.name) {
-            return Err(Error::already_exists(ObjectKind::Network, &spec.name));
-        }
-        if !spec.subnet.contains(&spec.gateway)
-            || spec.gateway == spec.subnet.network()
-            || spec.gateway == spec.subnet.broadcast()
-        {
-            return Err(engine_error(
-                "creating network",
-                &spec.name,
-                format!("gateway {} is not a host of {}", spec.gateway, spec.subnet),
-            ));
-        }
-        let overlap = s.networks.values().any(|n| {
-            n.subnet.contains(&spec.subnet.network()) || spec.subnet.contains(&n.subnet.network())
-        });
-        if overlap {
-            return Err(Error::SubnetConflict {
-                subnet: spec.subnet,
-                source: None,
+        let info = {
+            let mut s = self.enter(Op::CreateNetwork)?;
+            if s.networks.contains_key(&spec.name) {
+                return Err(exists(ObjectKind::Network, &spec.name));
+            }
+            if !spec.subnet.contains(&spec.gateway)
+                || spec.gateway == spec.subnet.network()
+                || spec.gateway == spec.subnet.broadcast()
+            {
+                return Err(engine_error(
+                    "creating network",
+                    &spec.name,
+                    format!("gateway {} is not a host of {}", spec.gateway, spec.subnet),
+                ));
+            }
+            let overlap = s.networks.values().any(|n| {
+                n.subnet.contains(&spec.subnet.network())
+                    || spec.subnet.contains(&n.subnet.network())
             });
-        }
-        let id = s.id();
-        s.networks.insert(
-            spec.name.clone(),
-            MemNetwork {
-                id: id.clone(),
-                subnet: spec.subnet,
+            if overlap {
+                return Err(RuntimeError::SubnetConflict {
+                    subnet: spec.subnet,
+                    source: Some(Box::new(EngineMessage(format!(
+                        "subnet {} overlaps an existing network",
+                        spec.subnet
+                    )))),
+                });
+            }
+            let id = s.id();
+            s.networks.insert(
+                spec.name.clone(),
+                MemNetwork {
+                    id: id.clone(),
+                    subnet: spec.subnet,
+                    labels: spec.labels.clone(),
+                },
+            );
+            NetworkInfo {
+                name: spec.name.clone(),
+                id,
+                subnets: vec![spec.subnet],
                 labels: spec.labels.clone(),
-            },
-        );
-        Ok(NetworkInfo {
-            name: spec.name.clone(),
-            id,
-            subnets: vec![spec.subnet],
-            labels: spec.labels.clone(),
-        })
+            }
+        };
+        self.answer(Op::CreateNetwork).await;
+        Ok(info)
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
@@ -446,67 +588,70 @@ impl ContainerRuntime for InMemoryRuntime {
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
         self.pass(Op::CreateContainer).await;
-        let mut s = self.enter(Op::CreateContainer)?;
-        if s.containers.contains_key(&spec.name) {
-            return Err(Error::already_exists(ObjectKind::Container, &spec.name));
-        }
-        if !s.images.contains_key(&spec.image) {
-            return Err(Error::not_found(ObjectKind::Image, &spec.image));
-        }
-        let network = s
-            .networks
-            .get(&spec.network)
-            .ok_or_else(|| Error::not_found(ObjectKind::Network, &spec.network))?;
-        let ip = spec.ipv4;
-        let host_of_subnet = network.subnet.contains(&ip)
-            && ip != network.subnet.network()
-            && ip != network.subnet.broadcast()
-            && ip != Ipv4Addr::from(u32::from(network.subnet.network()) + 1);
-        if !host_of_subnet {
-            return Err(engine_error(
-                "creating container",
-                &spec.name,
-                format!(
-                    "address {ip} is not a free host address of {}",
-                    network.subnet
-                ),
-            ));
-        }
-        let ip_taken = s
-            .containers
-            .values()
-            .any(|c| c.spec.network == spec.network && c.spec.ipv4 == ip);
-        if ip_taken {
-            return Err(engine_error(
-                "creating container",
-                &spec.name,
-                format!("address {ip} is already in use"),
-            ));
-        }
-        let mut ports = BTreeSet::new();
-        if let Some(dup) = spec
-            .publish
-            .iter()
-            .find(|p| !ports.insert(p.container_port))
         {
-            return Err(engine_error(
-                "creating container",
-                &spec.name,
-                format!("port {} is published twice", dup.container_port),
-            ));
+            let mut s = self.enter(Op::CreateContainer)?;
+            if s.containers.contains_key(&spec.name) {
+                return Err(exists(ObjectKind::Container, &spec.name));
+            }
+            if !s.images.contains_key(&spec.image) {
+                return Err(missing(ObjectKind::Image, &spec.image));
+            }
+            let network = s
+                .networks
+                .get(&spec.network)
+                .ok_or_else(|| missing(ObjectKind::Network, &spec.network))?;
+            let ip = spec.ipv4;
+            let host_of_subnet = network.subnet.contains(&ip)
+                && ip != network.subnet.network()
+                && ip != network.subnet.broadcast()
+                && ip != Ipv4Addr::from(u32::from(network.subnet.network()) + 1);
+            if !host_of_subnet {
+                return Err(engine_error(
+                    "creating container",
+                    &spec.name,
+                    format!(
+                        "address {ip} is not a free host address of {}",
+                        network.subnet
+                    ),
+                ));
+            }
+            let ip_taken = s
+                .containers
+                .values()
+                .any(|c| c.spec.network == spec.network && c.spec.ipv4 == ip);
+            if ip_taken {
+                return Err(engine_error(
+                    "creating container",
+                    &spec.name,
+                    format!("address {ip} is already in use"),
+                ));
+            }
+            let mut ports = BTreeSet::new();
+            if let Some(dup) = spec
+                .publish
+                .iter()
+                .find(|p| !ports.insert(p.container_port))
+            {
+                return Err(engine_error(
+                    "creating container",
+                    &spec.name,
+                    format!("port {} is published twice", dup.container_port),
+                ));
+            }
+            let id = s.id();
+            s.containers.insert(
+                spec.name.clone(),
+                MemContainer {
+                    id,
+                    spec: spec.clone(),
+                    state: ContainerState::Created,
+                    listeners: BTreeMap::new(),
+                    created: SystemTime::now(),
+                    log: Vec::new(),
+                },
+            );
         }
-        let id = s.id();
-        s.containers.insert(
-            spec.name.clone(),
-            MemContainer {
-                id,
-                spec: spec.clone(),
-                state: ContainerState::Created,
-                listeners: BTreeMap::new(),
-                created: SystemTime::now(),
-                log: Vec::new(),
-            },
-        );
+        self.answer(Op::CreateContainer).await;
         Ok(())
     }
 
@@ -518,13 +663,18 @@ impl ContainerRuntime for InMemoryRuntime {
             let c = s
                 .containers
                 .get(name)
-                .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+                .ok_or_else(|| missing(ObjectKind::Container, name))?;
             if c.state == ContainerState::Running {
                 return Ok(());
             }
             let wildcard = s.publish_wildcard;
             forwarding = s.forwarding;
-            let served = served_ports(&c.spec, s.images.get(&c.spec.image));
+            let image = s.images.get(&c.spec.image);
+            let served = served_ports(&c.spec, image);
+            let mut report = selfcheck_report(&c.spec, image.map_or("", |i| i.user.as_str()));
+            if s.swap_unlimited {
+                report.memory_swap = None;
+            }
             c.spec
                 .publish
                 .iter()
@@ -534,24 +684,29 @@ impl ContainerRuntime for InMemoryRuntime {
                     } else {
                         IpAddr::V4(p.host_ip)
                     };
-                    let daemon = !s.daemons_silent
-                        && served
-                            .as_ref()
-                            .is_none_or(|ports| ports.contains(&p.container_port));
-                    (p.container_port, SocketAddr::new(ip, 0), daemon)
+                    let behind = match served.as_ref().map(|s| s.get(&p.container_port)) {
+                        _ if s.daemons_silent => Behind::Nothing,
+                        None => Behind::Daemon,
+                        Some(None) => Behind::Nothing,
+                        Some(Some(name)) if name == selfcheck::DAEMON => Behind::Report(
+                            serde_json::to_string(&report).expect("a report serializes"),
+                        ),
+                        Some(Some(_)) => Behind::Daemon,
+                    };
+                    (p.container_port, SocketAddr::new(ip, 0), behind)
                 })
                 .collect::<Vec<_>>()
         };
         let mut listeners = BTreeMap::new();
-        for (container_port, addr, daemon) in publish {
-            let published = publish_port(addr, daemon, forwarding)
-                .map_err(|e| Error::engine("memory", "publishing a port of", name, e))?;
+        for (container_port, addr, behind) in publish {
+            let published = publish_port(addr, behind, forwarding)
+                .map_err(|e| RuntimeError::engine("memory", "publishing a port of", name, e))?;
             listeners.insert(container_port, published);
         }
         let mut s = self.lock();
         let Some(c) = s.containers.get_mut(name) else {
             listeners.values().for_each(|(t, _)| t.abort());
-            return Err(Error::not_found(ObjectKind::Container, name));
+            return Err(missing(ObjectKind::Container, name));
         };
         c.listeners = listeners;
         c.state = ContainerState::Running;
@@ -579,7 +734,7 @@ impl ContainerRuntime for InMemoryRuntime {
         let c = s
             .containers
             .get(name)
-            .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+            .ok_or_else(|| missing(ObjectKind::Container, name))?;
         Ok(info_of(name, c, hide_ports, wildcard))
     }
 
@@ -616,7 +771,7 @@ impl ContainerRuntime for InMemoryRuntime {
             let c = s
                 .containers
                 .get(name)
-                .ok_or_else(|| Error::not_found(ObjectKind::Container, name))?;
+                .ok_or_else(|| missing(ObjectKind::Container, name))?;
             let skip = options.tail.map_or(0, |t| c.log.len().saturating_sub(t));
             c.log[skip..].to_vec()
         };

@@ -87,12 +87,14 @@ impl ImageProfile {
                 .unwrap_or_default()
         };
         let catalog = match info.labels.get(labels::CATALOG) {
-            Some(json) => Some(Catalog::from_json(json).map_err(|e| Error::Engine {
-                engine: "image".into(),
-                operation: "reading the catalog label of image".into(),
-                target: image.into(),
-                message: e.to_string(),
-                source: None,
+            Some(json) => Some(Catalog::from_json(json).map_err(|e| {
+                Error::from(crate::error::RuntimeError::Engine {
+                    engine: "image".into(),
+                    operation: "reading the catalog label of image".into(),
+                    target: image.into(),
+                    message: e.to_string(),
+                    source: None,
+                })
             })?),
             None => None,
         };
@@ -157,7 +159,7 @@ pub fn container_name(prefix: &str, slug: &str) -> String {
 
 /// FNV-1a, 64 bit: a stable hash across platforms and Rust versions (std's hasher is neither),
 /// so a slug's first-choice subnet is the same on every machine.
-fn stable_hash(s: &str) -> u64 {
+pub(crate) fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use ipnet::Ipv4Net;
 
-use crate::error::Result;
+use crate::error::RuntimeResult as Result;
 
 /// Engine object labels, sorted so that output and comparisons are stable.
 pub type Labels = BTreeMap<String, String>;
@@ -369,27 +369,47 @@ pub enum PortForwarding {
 ///
 /// # Contract
 ///
-/// Every implementation must, and `bottle_core::conformance` checks it:
+/// Every implementation must, and the cases of `bottle_core::conformance` check it from the
+/// outside (through this trait) and from the inside (the reference image's `selfcheck` report,
+/// see [`crate::selfcheck`]); `docs/CONTRACT.md` maps each promise to its cases, and lists the
+/// mutants (`bottle_core::mutants`) that break one promise each and the case that catches it:
 ///
-/// - **Remove is idempotent**: removing a network or container that does not exist is `Ok(())`.
+/// - **Remove is idempotent**: removing a network or container that does not exist is `Ok(())`,
+///   and two removes of one object at once both succeed.
 /// - **Create never replaces**: creating a network or container whose name exists returns
-///   [`Error::AlreadyExists`](crate::Error::AlreadyExists) and leaves the existing one alone.
+///   [`RuntimeError::AlreadyExists`](crate::RuntimeError::AlreadyExists) and leaves the existing one alone.
 /// - **Subnet overlap has its own kind**: creating a network whose subnet overlaps an existing
-///   network's returns [`Error::SubnetConflict`](crate::Error::SubnetConflict), so the
+///   network's returns [`RuntimeError::SubnetConflict`](crate::RuntimeError::SubnetConflict), so the
 ///   lifecycle can move to the next candidate.
-/// - **Missing objects are `NotFound`**: inspecting a container that does not exist returns
-///   [`Error::NotFound`](crate::Error::NotFound).
+/// - **Missing objects are `NotFound`**: inspecting a container that does not exist, and
+///   creating a container on a network or of an image that does not exist, return
+///   [`RuntimeError::NotFound`](crate::RuntimeError::NotFound).
+/// - **A failed create leaves nothing behind**.
 /// - **Remove never waits**: removing a container kills it at once (no graceful stop timeout),
 ///   and removes it even when it is running.
 /// - **Every requested setting takes effect or fails**: the pinned IP, each port published on
 ///   exactly the requested host address with an engine-chosen host port, the labels, and every
-///   field of [`Security`] and [`Limits`]. Silently ignoring one is a bug.
+///   field of [`Security`] and [`Limits`]. Silently ignoring one is a bug. In particular:
+///   a memory limit allows no swap on top of it; each tmpfs is mounted `rw,nosuid,nodev,noexec`
+///   (its size is the engine's); `cap_add` is added back to an empty bounding set when
+///   `drop_all_capabilities`; a user without a group (`65534`) gets group 0, as engines do.
+/// - **What is reported is what was asked**: [`ContainerRuntime::create_network`] returns the
+///   network with the name, subnet and labels asked for and the engine's id;
+///   [`ContainerInfo::image`] is the image reference given to create (not an id, not a
+///   registry-qualified name); a created, not yet started container reports its pinned address;
+///   [`ContainerInfo::ports`] holds the published ports only, never ports the image merely
+///   exposes.
 /// - **Secrets stay secret**: values of [`EnvValue::Secret`] go to the engine's container
-///   environment and nowhere else (not in labels, logs or error messages).
+///   environment and nowhere else (not in labels, `inspect` or `list` output, logs or error
+///   messages).
 /// - **Errors keep their source**: the SDK's error is the `source` of the returned error, and
 ///   its message names the operation and the object.
-/// - **Engine unreachable is [`Error::EngineUnavailable`](crate::Error::EngineUnavailable)**,
-///   naming what was tried and how to start an engine.
+/// - **Engine unreachable is [`RuntimeError::EngineUnavailable`](crate::RuntimeError::EngineUnavailable)**,
+///   naming what was tried. (Not checked by the suite: an engine cannot be made unreachable
+///   through the trait; the in-tree adapters' own tests check it.)
+/// - **Every engine call is bounded in time**: an engine that stops answering makes a call fail
+///   (`EngineUnavailable` or `Engine`), never hang; a followed log stream is the exception.
+///   (Not checked by the suite, for the same reason.)
 /// - **[`PortForwarding::Direct`] is a promise**: a runtime that reports it refuses a
 ///   connection to a published host port while nothing listens behind it in the container.
 #[async_trait]
@@ -440,7 +460,7 @@ pub trait ContainerRuntime: fmt::Debug + Send + Sync + 'static {
     /// loaded. Optional: the default is `NotSupported`.
     async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
         let _ = archive;
-        Err(crate::Error::NotSupported {
+        Err(crate::RuntimeError::NotSupported {
             engine: self.name().to_string(),
             operation: "loading an image archive".into(),
         })
@@ -456,7 +476,7 @@ pub trait ContainerRuntime: fmt::Debug + Send + Sync + 'static {
         sink: &mut (dyn FnMut(String) -> bool + Send),
     ) -> Result<()> {
         let _ = (name, options, sink);
-        Err(crate::Error::NotSupported {
+        Err(crate::RuntimeError::NotSupported {
             engine: self.name().to_string(),
             operation: "reading logs".into(),
         })

@@ -12,7 +12,9 @@ use bottle_core::memory::Op;
 use bottle_core::plan::Pools;
 use bottle_core::runtime::{Limits, Mount};
 use bottle_core::spec::{BottleSpec, EnvEntry, LoopbackChoice};
-use bottle_core::{labels, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding};
+use bottle_core::{
+    labels, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding, RuntimeError,
+};
 
 const IMAGE: &str = "bottle-sidecars:latest";
 const CANARY: &str = "canary-7f3d9e1b-secret-value";
@@ -367,7 +369,7 @@ async fn a_fault_at_every_step_of_up_leaves_nothing_and_returns_the_original_err
         let rt = engine();
         rt.delay_host_ports(1);
         let lc = lifecycle(&rt, "bt-fault");
-        rt.fail_nth(op, nth, move || Error::Engine {
+        rt.fail_nth(op, nth, move || RuntimeError::Engine {
             engine: "memory".into(),
             operation: format!("{op:?}"),
             target: "x".into(),
@@ -396,10 +398,10 @@ async fn a_failed_cleanup_is_reported_with_the_original_error_and_gc_finishes_it
     let rt = engine();
     let lc = lifecycle(&rt, "bt-cleanup");
     rt.fail_nth(Op::StartContainer, 1, || {
-        Error::engine("memory", "starting", "c", "start broke")
+        RuntimeError::engine("memory", "starting", "c", "start broke")
     });
     rt.fail_nth(Op::RemoveContainer, 1, || {
-        Error::engine("memory", "removing", "c", "remove broke")
+        RuntimeError::engine("memory", "removing", "c", "remove broke")
     });
     let err = lc.up(&spec("c"), &NoProgress).await.unwrap_err();
     let Error::CleanupFailed { original, cleanup } = &err else {
@@ -731,4 +733,27 @@ async fn an_interrupted_up_removes_what_it_created() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
     assert!(rt.is_empty(), "{:?}", rt.object_names());
+}
+
+/// Interrupted while a create is in flight (the engine acted, its answer not back yet): what
+/// the create made is removed too.
+#[tokio::test]
+async fn an_up_interrupted_during_a_create_removes_what_the_create_made() {
+    for op in [Op::CreateNetwork, Op::CreateContainer] {
+        let rt = engine();
+        rt.hold_answer(op);
+        let lc = lifecycle(&rt, "bt-inflight");
+        let interrupt = async {
+            while rt.held_answers(op) == 0 {
+                tokio::task::yield_now().await;
+            }
+        };
+        let err = lc
+            .up_until(&spec("fly"), &NoProgress, interrupt)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Interrupted, "{op:?}: {err}");
+        assert!(rt.is_empty(), "{op:?}: {:?}", rt.object_names());
+        rt.release(op);
+    }
 }

@@ -11,11 +11,12 @@ use bollard::models::{
     EndpointSettings, HealthStatusEnum, HostConfig, Ipam, IpamConfig, Mount as DockerMount,
     MountType, Network, NetworkCreateRequest, NetworkingConfig, PortBinding as DockerPortBinding,
 };
+use bottle_core::error::{RuntimeError, RuntimeResult as Result};
 use bottle_core::runtime::{
     ContainerInfo, ContainerSpec, ContainerState, Health, LabelSelector, Labels, NetworkInfo,
     NetworkSpec,
 };
-use bottle_core::{Error, ObjectKind, Result};
+use bottle_core::ObjectKind;
 use ipnet::Ipv4Net;
 
 use crate::errors::ENGINE;
@@ -70,7 +71,7 @@ pub fn container_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
         .iter()
         .map(|m| {
             let path = |p: &std::path::Path, which: &str| {
-                p.to_str().map(String::from).ok_or_else(|| Error::Engine {
+                p.to_str().map(String::from).ok_or_else(|| RuntimeError::Engine {
                     engine: ENGINE.into(),
                     operation: "creating container".into(),
                     target: spec.name.clone(),

@@ -3,13 +3,14 @@
 
 use bollard::errors::Error as BollardError;
 use bottle_core::error::BoxError;
-use bottle_core::{Error, ObjectKind};
+use bottle_core::error::RuntimeError;
+use bottle_core::ObjectKind;
 
 /// The engine name in every error and in `ContainerRuntime::name`.
 pub(crate) const ENGINE: &str = "docker";
 
 /// How to get an engine, for `EngineUnavailable`.
-pub(crate) const HINT: &str = "start dockerd (`cargo xtask engines` does) or set DOCKER_HOST";
+pub(crate) const HINT: &str = "dockerd is not running there; DOCKER_HOST names another socket";
 
 /// The HTTP status the engine answered with, when it answered.
 pub(crate) fn status(e: &BollardError) -> Option<u16> {
@@ -40,8 +41,8 @@ pub(crate) fn unreachable(e: &BollardError) -> bool {
 }
 
 /// `EngineUnavailable` for the engine at `endpoint`.
-pub(crate) fn unavailable(endpoint: &str, hint: &str, source: Option<BoxError>) -> Error {
-    Error::EngineUnavailable {
+pub(crate) fn unavailable(endpoint: &str, hint: &str, source: Option<BoxError>) -> RuntimeError {
+    RuntimeError::EngineUnavailable {
         engine: ENGINE.into(),
         tried: endpoint.into(),
         hint: hint.into(),
@@ -60,33 +61,38 @@ pub(crate) fn map(
     kind: ObjectKind,
     name: &str,
     e: BollardError,
-) -> Error {
+) -> RuntimeError {
     if unreachable(&e) {
         return unavailable(endpoint, HINT, Some(Box::new(e)));
     }
     match status(&e) {
-        Some(404) => Error::NotFound {
+        Some(404) => RuntimeError::NotFound {
             kind,
             name: name.into(),
             source: Some(Box::new(e)),
         },
-        _ => Error::engine(ENGINE, operation, name, e),
+        _ => RuntimeError::engine(ENGINE, operation, name, e),
     }
 }
 
 /// Maps a failed `operation` on `target` that is about no one object (a listing, the version):
 /// an unreachable engine is `EngineUnavailable`, anything else `Engine`.
-pub(crate) fn other(endpoint: &str, operation: &str, target: &str, e: BollardError) -> Error {
+pub(crate) fn other(
+    endpoint: &str,
+    operation: &str,
+    target: &str,
+    e: BollardError,
+) -> RuntimeError {
     if unreachable(&e) {
         unavailable(endpoint, HINT, Some(Box::new(e)))
     } else {
-        Error::engine(ENGINE, operation, target, e)
+        RuntimeError::engine(ENGINE, operation, target, e)
     }
 }
 
 /// `AlreadyExists` for `kind` named `name`, keeping the engine's error.
-pub(crate) fn already_exists(kind: ObjectKind, name: &str, e: BollardError) -> Error {
-    Error::AlreadyExists {
+pub(crate) fn already_exists(kind: ObjectKind, name: &str, e: BollardError) -> RuntimeError {
+    RuntimeError::AlreadyExists {
         kind,
         name: name.into(),
         source: Some(Box::new(e)),

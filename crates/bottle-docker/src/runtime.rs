@@ -9,11 +9,12 @@ use bollard::query_parameters::{
     ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
+use bottle_core::error::{RuntimeError, RuntimeResult as Result};
 use bottle_core::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, EnvValue, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec,
 };
-use bottle_core::{Error, ObjectKind, Result};
+use bottle_core::ObjectKind;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
@@ -115,7 +116,7 @@ impl DockerRuntime {
         kind: ObjectKind,
         name: &str,
         e: bollard::errors::Error,
-    ) -> Error {
+    ) -> RuntimeError {
         errors::map(&self.endpoint, operation, kind, name, e)
     }
 
@@ -152,7 +153,7 @@ impl DockerRuntime {
             discarded.join("; ")
         );
         self.remove_container(&spec.name).await?;
-        Err(Error::Engine {
+        Err(RuntimeError::Engine {
             engine: ENGINE.into(),
             operation: "creating container".into(),
             target: spec.name.clone(),
@@ -175,7 +176,12 @@ impl DockerRuntime {
                     return Err(self.map("removing container", ObjectKind::Container, name, e))
                 }
                 Ok(_) if Instant::now() >= deadline => {
-                    return Err(Error::engine(ENGINE, "removing container", name, cause))
+                    return Err(RuntimeError::engine(
+                        ENGINE,
+                        "removing container",
+                        name,
+                        cause,
+                    ))
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -218,7 +224,7 @@ impl ContainerRuntime for DockerRuntime {
                 if matches!(errors::status(&e), Some(400 | 403))
                     && errors::message(&e).to_ascii_lowercase().contains("overlap") =>
             {
-                return Err(Error::SubnetConflict {
+                return Err(RuntimeError::SubnetConflict {
                     subnet: spec.subnet,
                     source: Some(Box::new(e)),
                 })
@@ -256,7 +262,7 @@ impl ContainerRuntime for DockerRuntime {
                 let warning = (!created.warning.is_empty()).then(|| {
                     Box::new(errors::EngineMessage(created.warning)) as bottle_core::error::BoxError
                 });
-                return Err(Error::AlreadyExists {
+                return Err(RuntimeError::AlreadyExists {
                     kind: ObjectKind::Network,
                     name: spec.name.clone(),
                     source: warning,
@@ -303,7 +309,25 @@ impl ContainerRuntime for DockerRuntime {
         let options = bollard::query_parameters::CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
-        let e = match self.docker.create_container(Some(options), body).await {
+        // Docker creates a container on a network that does not exist (and fails only at
+        // start); the contract says `NotFound`, so the network is looked up alongside.
+        let (network, created) = tokio::join!(
+            self.docker.inspect_network(&spec.network, None),
+            self.docker.create_container(Some(options), body)
+        );
+        if let Err(e) = network {
+            if errors::status(&e) == Some(404) {
+                if created.is_ok() {
+                    self.remove_container(&spec.name).await?;
+                }
+                return Err(RuntimeError::NotFound {
+                    kind: ObjectKind::Network,
+                    name: spec.network.clone(),
+                    source: Some(Box::new(e)),
+                });
+            }
+        }
+        let e = match created {
             Ok(created) => return self.check_create_warnings(spec, &created.warnings).await,
             Err(e) => e,
         };
@@ -319,12 +343,12 @@ impl ContainerRuntime for DockerRuntime {
         });
         let source = errors::scrub(e, secrets);
         Err(match status {
-            Some(409) => Error::AlreadyExists {
+            Some(409) => RuntimeError::AlreadyExists {
                 kind: ObjectKind::Container,
                 name: spec.name.clone(),
                 source: Some(source),
             },
-            Some(404) => Error::NotFound {
+            Some(404) => RuntimeError::NotFound {
                 kind: missing,
                 name: match missing {
                     ObjectKind::Image => spec.image.clone(),
@@ -333,7 +357,7 @@ impl ContainerRuntime for DockerRuntime {
                 },
                 source: Some(source),
             },
-            _ => Error::engine(ENGINE, "creating container", &spec.name, source),
+            _ => RuntimeError::engine(ENGINE, "creating container", &spec.name, source),
         })
     }
 
@@ -414,10 +438,7 @@ impl ContainerRuntime for DockerRuntime {
         let shown = archive.display().to_string();
         let file = tokio::fs::File::open(archive)
             .await
-            .map_err(|e| Error::Io {
-                what: format!("opening image archive {shown} to load it into docker"),
-                source: e,
-            })?;
+            .map_err(|e| RuntimeError::engine(ENGINE, "opening image archive", &shown, e))?;
         // Streamed in chunks: an image archive can be large, and the engine reads as it goes.
         let chunks = futures_util::stream::unfold(file, |mut file| async move {
             let mut buf = vec![0u8; 256 * 1024];
@@ -448,7 +469,7 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         if loaded.is_empty() {
-            return Err(Error::Engine {
+            return Err(RuntimeError::Engine {
                 engine: ENGINE.into(),
                 operation: "loading image archive".into(),
                 target: shown,

@@ -9,7 +9,7 @@ pub(crate) const ROOTFUL_SOCKET: &str = "/run/podman/podman.sock";
 
 /// What to tell a user when no service answers.
 pub(crate) const HINT: &str =
-    "start `podman system service` (`cargo xtask engines` does) or set CONTAINER_HOST";
+    "no `podman system service` listens there; CONTAINER_HOST names another socket";
 
 /// One place a Podman API service may listen.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,7 @@ const TMPFS_OPTIONS: [&str; 4] = ["rw", "nosuid", "nodev", "noexec"];
 /// The body holds the container's environment, secrets included: hand it to the engine only.
 pub(crate) fn body(spec: &ContainerSpec) -> Result<Value, podman_api::Error> {
     let sec = &spec.security;
+    let pinned = spec.ipv4.to_string();
     let mut b = ContainerCreateOpts::builder()
         .name(&spec.name)
         .image(&spec.image)
@@ -47,7 +48,12 @@ pub(crate) fn body(spec: &ContainerSpec) -> Result<Value, podman_api::Error> {
             range: None,
         }))
         .env(spec.env.iter().map(|e| (e.key.as_str(), e.value.expose())))
-        .labels(spec.labels.iter())
+        .labels(
+            spec.labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([(crate::inspect::PINNED_IPV4_LABEL, pinned.as_str())]),
+        )
         .mounts(mounts(spec))
         .read_only_fs(sec.read_only_rootfs);
     if sec.drop_all_capabilities {
@@ -110,7 +116,9 @@ fn resources(limits: Limits) -> Option<LinuxResources> {
             // Beyond i64::MAX is no limit at all; saturate rather than wrap to a negative.
             limit: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
             reservation: None,
-            swap: None,
+            // Memory plus swap equal to memory: no swap on top of the limit (unset, the
+            // container may swap as much again as its limit).
+            swap: Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
             swappiness: None,
             use_hierarchy: None,
         }),
@@ -252,7 +260,11 @@ mod tests {
             b["portmappings"],
             json!([{"container_port": 9099, "host_ip": "127.0.0.9", "protocol": "tcp"}])
         );
-        assert_eq!(b["resource_limits"]["memory"], json!({"limit": 1 << 27}));
+        assert_eq!(
+            b["resource_limits"]["memory"],
+            json!({"limit": 1 << 27, "swap": 1 << 27}),
+            "no swap beyond the limit"
+        );
         assert_eq!(b["resource_limits"]["pids"], json!({"limit": 64}));
         assert_eq!(
             b["mounts"],

@@ -1,7 +1,8 @@
 //! Maps `podman_api` errors into bottle's semantic kinds, naming the operation and the object,
 //! keeping the engine's message and the SDK error as the source.
 
-use bottle_core::{Error, ObjectKind};
+use bottle_core::error::RuntimeError;
+use bottle_core::ObjectKind;
 
 use crate::connect::HINT;
 use crate::ENGINE;
@@ -79,11 +80,11 @@ pub(crate) struct Call<'a> {
 impl Call<'_> {
     /// 404 is `NotFound`, 409 `AlreadyExists`, an unreachable engine `EngineUnavailable`,
     /// anything else `Engine` with the engine's message.
-    pub(crate) fn error(&self, e: podman_api::Error) -> Error {
+    pub(crate) fn error(&self, e: podman_api::Error) -> RuntimeError {
         match status(&e) {
             Some(404) => self.not_found(e),
             Some(409) => self.already_exists(e),
-            None if unreachable(&e) => Error::EngineUnavailable {
+            None if unreachable(&e) => RuntimeError::EngineUnavailable {
                 engine: ENGINE.into(),
                 tried: self.endpoint.to_string(),
                 hint: format!(
@@ -96,8 +97,8 @@ impl Call<'_> {
         }
     }
 
-    pub(crate) fn engine(&self, e: podman_api::Error) -> Error {
-        Error::Engine {
+    pub(crate) fn engine(&self, e: podman_api::Error) -> RuntimeError {
+        RuntimeError::Engine {
             engine: ENGINE.into(),
             operation: self.operation.to_string(),
             target: format!("{} {}", self.kind, self.name),
@@ -106,16 +107,16 @@ impl Call<'_> {
         }
     }
 
-    pub(crate) fn not_found(&self, e: podman_api::Error) -> Error {
-        Error::NotFound {
+    pub(crate) fn not_found(&self, e: podman_api::Error) -> RuntimeError {
+        RuntimeError::NotFound {
             kind: self.kind,
             name: self.name.to_string(),
             source: Some(Box::new(e)),
         }
     }
 
-    pub(crate) fn already_exists(&self, e: podman_api::Error) -> Error {
-        Error::AlreadyExists {
+    pub(crate) fn already_exists(&self, e: podman_api::Error) -> RuntimeError {
+        RuntimeError::AlreadyExists {
             kind: self.kind,
             name: self.name.to_string(),
             source: Some(Box::new(e)),

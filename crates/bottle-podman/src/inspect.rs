@@ -97,6 +97,10 @@ pub(crate) fn system_time(secs: i64, nanos: u32) -> Option<SystemTime> {
 }
 
 /// A container from libpod's inspect answer.
+/// The label holding the container's pinned address: Podman reports a static address only once
+/// the container runs, and the contract wants it from create on.
+pub(crate) const PINNED_IPV4_LABEL: &str = "io.bottle.podman.ipv4";
+
 pub(crate) fn container_info(d: InspectContainerData) -> ContainerInfo {
     let state = d.state.as_ref();
     let status = state.and_then(|s| s.status.as_deref()).unwrap_or("unknown");
@@ -105,12 +109,18 @@ pub(crate) fn container_info(d: InspectContainerData) -> ContainerInfo {
         .and_then(|h| h.status.as_deref())
         .and_then(health);
     let settings = d.network_settings.as_ref();
+    let labels = labels(d.config.and_then(|c| c.labels));
+    let pinned: Option<Ipv4Addr> = labels.get(PINNED_IPV4_LABEL).and_then(|ip| ip.parse().ok());
     let networks: BTreeMap<String, Ipv4Addr> = settings
         .and_then(|n| n.networks.as_ref())
         .map(|nets| {
             nets.iter()
                 .filter_map(|(name, net)| {
-                    let ip = net.ip_address.as_deref()?.parse().ok()?;
+                    let ip = net
+                        .ip_address
+                        .as_deref()
+                        .and_then(|ip| ip.parse().ok())
+                        .or(pinned)?;
                     Some((name.clone(), ip))
                 })
                 .collect()
@@ -132,7 +142,7 @@ pub(crate) fn container_info(d: InspectContainerData) -> ContainerInfo {
         image: short_image_name(d.image_name.as_deref().unwrap_or_default()).to_string(),
         state: ContainerState::parse(status),
         health,
-        labels: labels(d.config.and_then(|c| c.labels)),
+        labels,
         networks,
         ports,
         created: d

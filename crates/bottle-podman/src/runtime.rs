@@ -5,11 +5,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bottle_core::error::{RuntimeError, RuntimeResult as Result};
 use bottle_core::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec,
 };
-use bottle_core::{Error, ObjectKind, PortForwarding, Result};
+use bottle_core::{ObjectKind, PortForwarding};
 use containers_api::conn::TtyChunk;
 use futures_util::StreamExt;
 use podman_api::opts::{
@@ -28,6 +29,10 @@ use crate::{create, ENGINE};
 /// How long a ping may take before an endpoint counts as not answering.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long any other call may take before the service counts as not answering (the contract
+/// bounds every engine call; as bollard's default for Docker).
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A Podman engine reached over its libpod REST API.
 ///
 /// Cheap to clone (clones share the HTTP clients). See the crate docs for how it connects and
@@ -39,6 +44,7 @@ pub struct PodmanRuntime {
     endpoint: String,
     version: ApiVersion,
     forwarding: PortForwarding,
+    call_timeout: Duration,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -58,7 +64,7 @@ impl PodmanRuntime {
         let host = std::env::var("CONTAINER_HOST").ok();
         let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
         let candidates = connect::candidates(host.as_deref(), xdg.as_deref()).map_err(|msg| {
-            Error::EngineUnavailable {
+            RuntimeError::EngineUnavailable {
                 engine: ENGINE.into(),
                 tried: host.clone().unwrap_or_default(),
                 hint: format!("{msg}: {HINT}"),
@@ -70,7 +76,7 @@ impl PodmanRuntime {
 
     /// Connects to the service at `url` (`unix:///path` or `tcp://host:port`).
     pub async fn connect_to(url: &str) -> Result<Self> {
-        let endpoint = Endpoint::parse(url).ok_or_else(|| Error::EngineUnavailable {
+        let endpoint = Endpoint::parse(url).ok_or_else(|| RuntimeError::EngineUnavailable {
             engine: ENGINE.into(),
             tried: url.to_string(),
             hint: format!("{url} is not a unix:///path or tcp://host:port URL: {HINT}"),
@@ -93,7 +99,7 @@ impl PodmanRuntime {
                 }
             }
         }
-        Err(Error::EngineUnavailable {
+        Err(RuntimeError::EngineUnavailable {
             engine: ENGINE.into(),
             tried: candidates
                 .iter()
@@ -130,7 +136,34 @@ impl PodmanRuntime {
             endpoint: endpoint.url(),
             version,
             forwarding: endpoint.port_forwarding(),
+            call_timeout: CALL_TIMEOUT,
         })
+    }
+
+    /// Bounds every later engine call (except a followed log stream) by `timeout` instead of
+    /// two minutes: a call without an answer by then is `EngineUnavailable`.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// `call` (the trait method `operation`), bounded in time: a service that does not answer
+    /// makes it fail, never hang.
+    async fn bounded<T>(
+        &self,
+        operation: &str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.call_timeout, call)
+            .await
+            .unwrap_or_else(|elapsed| {
+                Err(RuntimeError::unavailable(
+                    ENGINE,
+                    &self.endpoint,
+                    format!("no answer to {operation} within {:?}", self.call_timeout),
+                    elapsed,
+                ))
+            })
     }
 
     /// Where this runtime is connected (`unix:///run/podman/podman.sock`).
@@ -257,287 +290,328 @@ impl ContainerRuntime for PodmanRuntime {
     }
 
     async fn info(&self) -> Result<EngineInfo> {
-        // The ping, not `/version`: Podman answers `/version` by asking each of its components
-        // (conmon, the OCI runtime, ...) for theirs, about half a second on these machines, and
-        // the CLI asks for `info` on every command. Podman 4's `Libpod-API-Version` header is
-        // its own version, so the ping says the same and costs one round trip.
-        let ping = self.podman.ping().await.map_err(|e| {
-            let message = engine_message(&e);
-            Error::EngineUnavailable {
+        self.bounded("info", async {
+            // The ping, not `/version`: Podman answers `/version` by asking each of its components
+            // (conmon, the OCI runtime, ...) for theirs, about half a second on these machines, and
+            // the CLI asks for `info` on every command. Podman 4's `Libpod-API-Version` header is
+            // its own version, so the ping says the same and costs one round trip.
+            let ping = self.podman.ping().await.map_err(|e| {
+                let message = engine_message(&e);
+                RuntimeError::EngineUnavailable {
+                    engine: ENGINE.into(),
+                    tried: self.endpoint.clone(),
+                    hint: format!("pinging the engine failed ({message}): {HINT}"),
+                    source: Some(Box::new(e)),
+                }
+            })?;
+            Ok(EngineInfo {
                 engine: ENGINE.into(),
-                tried: self.endpoint.clone(),
-                hint: format!("pinging the engine failed ({message}): {HINT}"),
-                source: Some(Box::new(e)),
-            }
-        })?;
-        Ok(EngineInfo {
-            engine: ENGINE.into(),
-            version: ping.libpod_api_version,
-            api_version: self.version.to_string(),
-            endpoint: self.endpoint.clone(),
+                version: ping.libpod_api_version,
+                api_version: self.version.to_string(),
+                endpoint: self.endpoint.clone(),
+            })
         })
+        .await
     }
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo> {
-        let call = self.call("creating", ObjectKind::Network, &spec.name);
-        let opts = NetworkCreateOpts::builder()
-            .name(&spec.name)
-            .driver("bridge")
-            .subnets([podman_api::models::Subnet {
-                subnet: Some(spec.subnet.to_string()),
-                gateway: Some(spec.gateway.to_string()),
-                lease_range: None,
-            }])
-            .labels(spec.labels.iter())
-            .build();
-        // Podman 4.3 checks a new subnet against the host's interfaces by listing them and
-        // then reading each one's addresses; a bridge that another network's container adds
-        // or removes in between fails the whole create with "route ip+net: no such network
-        // interface". Nothing was created then, so the create is tried again, a few times.
-        let mut attempt = 0;
-        let created = loop {
-            attempt += 1;
-            match self.podman.networks().create(&opts).await {
-                Err(e)
-                    if attempt < 5 && engine_message(&e).contains("no such network interface") =>
-                {
-                    warn!(network = %spec.name, attempt, "interfaces changed during network create; trying again");
-                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+        self.bounded("create_network", async {
+            let call = self.call("creating", ObjectKind::Network, &spec.name);
+            let opts = NetworkCreateOpts::builder()
+                .name(&spec.name)
+                .driver("bridge")
+                .subnets([podman_api::models::Subnet {
+                    subnet: Some(spec.subnet.to_string()),
+                    gateway: Some(spec.gateway.to_string()),
+                    lease_range: None,
+                }])
+                .labels(spec.labels.iter())
+                .build();
+            // Podman 4.3 checks a new subnet against the host's interfaces by listing them and
+            // then reading each one's addresses; a bridge that another network's container adds
+            // or removes in between fails the whole create with "route ip+net: no such network
+            // interface". Nothing was created then, so the create is tried again, a few times.
+            let mut attempt = 0;
+            let created = loop {
+                attempt += 1;
+                match self.podman.networks().create(&opts).await {
+                    Err(e)
+                        if attempt < 5 && engine_message(&e).contains("no such network interface") =>
+                    {
+                        warn!(network = %spec.name, attempt, "interfaces changed during network create; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                    }
+                    other => break other,
                 }
-                other => break other,
+            };
+            let created = match created {
+                Ok(n) => n,
+                Err(e) => {
+                    let message = engine_message(&e);
+                    return Err(
+                        if status(&e) == Some(409) || message.contains("network already exists") {
+                            call.already_exists(e)
+                        } else if is_subnet_conflict(&message) {
+                            RuntimeError::SubnetConflict {
+                                subnet: spec.subnet,
+                                source: Some(Box::new(e)),
+                            }
+                        } else {
+                            call.error(e)
+                        },
+                    );
+                }
+            };
+            let info = network_info(created);
+            if info.subnets != [spec.subnet] {
+                // Never hand out a network on other addresses than planned: remove it and say so.
+                if let Err(e) = self.remove_network(&spec.name).await {
+                    warn!(network = %spec.name, error = %e, "removing a network created with the wrong subnet");
+                }
+                return Err(RuntimeError::Engine {
+                    engine: ENGINE.into(),
+                    operation: "creating".into(),
+                    target: format!("network {}", spec.name),
+                    message: format!(
+                        "the engine made subnets {:?} instead of {}; the network was removed",
+                        info.subnets, spec.subnet
+                    ),
+                    source: None,
+                });
             }
-        };
-        let created = match created {
-            Ok(n) => n,
-            Err(e) => {
-                let message = engine_message(&e);
-                return Err(
-                    if status(&e) == Some(409) || message.contains("network already exists") {
-                        call.already_exists(e)
-                    } else if is_subnet_conflict(&message) {
-                        Error::SubnetConflict {
-                            subnet: spec.subnet,
-                            source: Some(Box::new(e)),
-                        }
-                    } else {
-                        call.error(e)
-                    },
-                );
-            }
-        };
-        let info = network_info(created);
-        if info.subnets != [spec.subnet] {
-            // Never hand out a network on other addresses than planned: remove it and say so.
-            if let Err(e) = self.remove_network(&spec.name).await {
-                warn!(network = %spec.name, error = %e, "removing a network created with the wrong subnet");
-            }
-            return Err(Error::Engine {
-                engine: ENGINE.into(),
-                operation: "creating".into(),
-                target: format!("network {}", spec.name),
-                message: format!(
-                    "the engine made subnets {:?} instead of {}; the network was removed",
-                    info.subnets, spec.subnet
-                ),
-                source: None,
-            });
-        }
-        Ok(info)
+            Ok(info)
+        })
+        .await
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {
-        match self.podman.networks().get(name).delete().await {
-            Ok(reports) => {
-                // libpod reports per-network failures inside a 200 answer.
-                if let Some(err) = reports.iter().find_map(|r| r.err.clone()) {
-                    return Err(Error::Engine {
-                        engine: ENGINE.into(),
-                        operation: "removing".into(),
-                        target: format!("network {name}"),
-                        message: err,
-                        source: None,
-                    });
+        self.bounded("remove_network", async {
+            match self.podman.networks().get(name).delete().await {
+                Ok(reports) => {
+                    // libpod reports per-network failures inside a 200 answer.
+                    if let Some(err) = reports.iter().find_map(|r| r.err.clone()) {
+                        return Err(RuntimeError::Engine {
+                            engine: ENGINE.into(),
+                            operation: "removing".into(),
+                            target: format!("network {name}"),
+                            message: err,
+                            source: None,
+                        });
+                    }
+                    Ok(())
                 }
-                Ok(())
+                Err(e) if status(&e) == Some(404) => Ok(()),
+                Err(e) => Err(self.call("removing", ObjectKind::Network, name).error(e)),
             }
-            Err(e) if status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(self.call("removing", ObjectKind::Network, name).error(e)),
-        }
+        })
+        .await
     }
 
     async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
-        let opts = NetworkListOpts::builder()
-            .filter(network_filters(selector))
-            .build();
-        let networks = self.podman.networks().list(&opts).await.map_err(|e| {
-            self.call("listing every", ObjectKind::Network, &selected(selector))
-                .error(e)
-        })?;
-        // Podman matches label keys as patterns; keep exactly the selected ones.
-        Ok(networks
-            .into_iter()
-            .map(network_info)
-            .filter(|n| selector.matches(&n.labels))
-            .collect())
+        self.bounded("list_networks", async {
+            let opts = NetworkListOpts::builder()
+                .filter(network_filters(selector))
+                .build();
+            let networks = self.podman.networks().list(&opts).await.map_err(|e| {
+                self.call("listing every", ObjectKind::Network, &selected(selector))
+                    .error(e)
+            })?;
+            // Podman matches label keys as patterns; keep exactly the selected ones.
+            Ok(networks
+                .into_iter()
+                .map(network_info)
+                .filter(|n| selector.matches(&n.labels))
+                .collect())
+        })
+        .await
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
-        let call = self.call("creating", ObjectKind::Container, &spec.name);
-        let body = create::body(spec).map_err(|e| call.engine(e))?;
-        // The raw path: podman-api's `Containers::create` cannot send `no_new_privileges`.
-        if let Err(e) = self.raw.post_json("/libpod/containers/create", &body).await {
-            // Podman 4.3 answers all three with HTTP 500; the message tells them apart.
-            let message = engine_message(&e).to_ascii_lowercase();
-            let code = status(&e);
-            return Err(if code == Some(409) || is_name_conflict(&message) {
-                call.already_exists(e)
-            } else if message.contains("network not found")
-                || (code == Some(404) && message.contains("network"))
-            {
-                Error::NotFound {
-                    kind: ObjectKind::Network,
-                    name: spec.network.clone(),
-                    source: Some(Box::new(e)),
-                }
-            } else if message.contains("image not known") || code == Some(404) {
-                Error::NotFound {
-                    kind: ObjectKind::Image,
-                    name: spec.image.clone(),
-                    source: Some(Box::new(e)),
-                }
-            } else {
-                call.error(e)
-            });
-        }
-        // Every hardening setting must show in inspect, or the container must not exist.
-        let verified = match self.inspect_raw(&spec.name).await {
-            Ok(inspected) => {
-                let missing = create::missing_settings(&spec.security, spec.limits, &inspected);
-                if missing.is_empty() {
-                    return Ok(());
-                }
-                Err(Error::Engine {
-                    engine: ENGINE.into(),
-                    operation: "creating".into(),
-                    target: format!("container {}", spec.name),
-                    message: format!(
-                        "the engine ignored requested settings: {}; the container was removed",
-                        missing.join("; ")
-                    ),
-                    source: None,
-                })
+        self.bounded("create_container", async {
+            let call = self.call("creating", ObjectKind::Container, &spec.name);
+            let body = create::body(spec).map_err(|e| call.engine(e))?;
+            // The raw path: podman-api's `Containers::create` cannot send `no_new_privileges`.
+            if let Err(e) = self.raw.post_json("/libpod/containers/create", &body).await {
+                // Podman 4.3 answers all three with HTTP 500; the message tells them apart.
+                let message = engine_message(&e).to_ascii_lowercase();
+                let code = status(&e);
+                return Err(if code == Some(409) || is_name_conflict(&message) {
+                    call.already_exists(e)
+                } else if message.contains("network not found")
+                    || (code == Some(404) && message.contains("network"))
+                {
+                    RuntimeError::NotFound {
+                        kind: ObjectKind::Network,
+                        name: spec.network.clone(),
+                        source: Some(Box::new(e)),
+                    }
+                } else if message.contains("image not known") || code == Some(404) {
+                    RuntimeError::NotFound {
+                        kind: ObjectKind::Image,
+                        name: spec.image.clone(),
+                        source: Some(Box::new(e)),
+                    }
+                } else {
+                    call.error(e)
+                });
             }
-            Err(e) => Err(e),
-        };
-        // The caller counts a failed create as nothing created, so remove what was made.
-        if let Err(e) = self.delete_container(&spec.name).await {
-            warn!(container = %spec.name, error = %e, "removing a container that failed its checks after create");
-        }
-        verified
+            // Every hardening setting must show in inspect, or the container must not exist.
+            let verified = match self.inspect_raw(&spec.name).await {
+                Ok(inspected) => {
+                    let missing = create::missing_settings(&spec.security, spec.limits, &inspected);
+                    if missing.is_empty() {
+                        return Ok(());
+                    }
+                    Err(RuntimeError::Engine {
+                        engine: ENGINE.into(),
+                        operation: "creating".into(),
+                        target: format!("container {}", spec.name),
+                        message: format!(
+                            "the engine ignored requested settings: {}; the container was removed",
+                            missing.join("; ")
+                        ),
+                        source: None,
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            // The caller counts a failed create as nothing created, so remove what was made.
+            if let Err(e) = self.delete_container(&spec.name).await {
+                warn!(container = %spec.name, error = %e, "removing a container that failed its checks after create");
+            }
+            verified
+        })
+        .await
     }
 
     async fn start_container(&self, name: &str) -> Result<()> {
-        match self.podman.containers().get(name).start(None).await {
-            Ok(()) => Ok(()),
-            // 304: already running, which is what was asked.
-            Err(e) if status(&e) == Some(304) => Ok(()),
-            Err(e) => Err(self.call("starting", ObjectKind::Container, name).error(e)),
-        }
+        self.bounded("start_container", async {
+            match self.podman.containers().get(name).start(None).await {
+                Ok(()) => Ok(()),
+                // 304: already running, which is what was asked.
+                Err(e) if status(&e) == Some(304) => Ok(()),
+                Err(e) => Err(self.call("starting", ObjectKind::Container, name).error(e)),
+            }
+        })
+        .await
     }
 
     async fn inspect_container(&self, name: &str) -> Result<ContainerInfo> {
-        self.inspect_raw(name).await.map(inspect::container_info)
+        self.bounded("inspect_container", async {
+            self.inspect_raw(name).await.map(inspect::container_info)
+        })
+        .await
     }
 
     async fn remove_container(&self, name: &str) -> Result<()> {
-        match self.delete_container(name).await {
-            Ok(()) => Ok(()),
-            Err(e) if status(&e) == Some(404) => Ok(()),
-            Err(e) => Err(self.call("removing", ObjectKind::Container, name).error(e)),
-        }
+        self.bounded("remove_container", async {
+            match self.delete_container(name).await {
+                Ok(()) => Ok(()),
+                Err(e) if status(&e) == Some(404) => Ok(()),
+                Err(e) => Err(self.call("removing", ObjectKind::Container, name).error(e)),
+            }
+        })
+        .await
     }
 
     async fn list_containers(&self, selector: &LabelSelector) -> Result<Vec<ContainerInfo>> {
-        let opts = ContainerListOpts::builder()
-            .all(true)
-            .filter(container_filters(selector))
-            .build();
-        let listed = self.podman.containers().list(&opts).await.map_err(|e| {
-            self.call("listing every", ObjectKind::Container, &selected(selector))
-                .error(e)
-        })?;
-        // The listing has no addresses, health or published host ports: inspect each. A
-        // container removed in between is simply no longer listed.
-        let inspections = listed.into_iter().filter_map(|c| {
-            let name = c.names.and_then(|n| n.into_iter().next()).or(c.id)?;
-            Some(async move {
-                match self.inspect_container(&name).await {
-                    Ok(info) => Ok(Some(info)),
-                    Err(e) if e.kind() == bottle_core::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-        });
-        let infos = futures_util::future::try_join_all(inspections).await?;
-        Ok(infos
-            .into_iter()
-            .flatten()
-            .filter(|c| selector.matches(&c.labels))
-            .collect())
+        self.bounded("list_containers", async {
+            let opts = ContainerListOpts::builder()
+                .all(true)
+                .filter(container_filters(selector))
+                .build();
+            let listed = self.podman.containers().list(&opts).await.map_err(|e| {
+                self.call("listing every", ObjectKind::Container, &selected(selector))
+                    .error(e)
+            })?;
+            // The listing has no addresses, health or published host ports: inspect each. A
+            // container removed in between is simply no longer listed.
+            let inspections = listed.into_iter().filter_map(|c| {
+                let name = c.names.and_then(|n| n.into_iter().next()).or(c.id)?;
+                Some(async move {
+                    match self.inspect_container(&name).await {
+                        Ok(info) => Ok(Some(info)),
+                        Err(e) if e.kind() == bottle_core::ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+            });
+            let infos = futures_util::future::try_join_all(inspections).await?;
+            Ok(infos
+                .into_iter()
+                .flatten()
+                .filter(|c| selector.matches(&c.labels))
+                .collect())
+        })
+        .await
     }
 
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
-        // Podman resolves a short name (`bottle-sidecars:latest`) to the local
-        // `localhost/bottle-sidecars:latest` itself, so the reference is passed as given.
-        match self.podman.images().get(reference).inspect().await {
-            Ok(image) => {
-                let config = image.config.as_ref();
-                let labels = image
-                    .labels
-                    .clone()
-                    .or_else(|| config.and_then(|c| c.labels.clone()));
-                let user = config
-                    .and_then(|c| c.user.clone())
-                    .or(image.user.clone())
-                    .unwrap_or_default();
-                Ok(Some(ImageInfo {
-                    id: image.id.unwrap_or_default(),
-                    labels: inspect::labels(labels),
-                    user,
-                }))
+        self.bounded("image", async {
+            // Podman resolves a short name (`bottle-sidecars:latest`) to the local
+            // `localhost/bottle-sidecars:latest` itself, so the reference is passed as given.
+            match self.podman.images().get(reference).inspect().await {
+                Ok(image) => {
+                    let config = image.config.as_ref();
+                    let labels = image
+                        .labels
+                        .clone()
+                        .or_else(|| config.and_then(|c| c.labels.clone()));
+                    let user = config
+                        .and_then(|c| c.user.clone())
+                        .or(image.user.clone())
+                        .unwrap_or_default();
+                    Ok(Some(ImageInfo {
+                        id: image.id.unwrap_or_default(),
+                        labels: inspect::labels(labels),
+                        user,
+                    }))
+                }
+                Err(e) if status(&e) == Some(404) => Ok(None),
+                Err(e) => Err(self
+                    .call("inspecting", ObjectKind::Image, reference)
+                    .error(e)),
             }
-            Err(e) if status(&e) == Some(404) => Ok(None),
-            Err(e) => Err(self
-                .call("inspecting", ObjectKind::Image, reference)
-                .error(e)),
-        }
+        })
+        .await
     }
 
     async fn load_image(&self, archive: &Path) -> Result<Vec<String>> {
-        let path = archive.to_path_buf();
-        let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
-            .await
-            .map_err(|e| Error::Io {
-                what: format!("reading image archive {}", archive.display()),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(|source| Error::Io {
-                what: format!("reading image archive {}", archive.display()),
-                source,
-            })?;
-        let target = archive.display().to_string();
-        let report = self
-            .podman
-            .images()
-            .load(bytes)
-            .await
-            .map_err(|e| self.call("loading", ObjectKind::Image, &target).error(e))?;
-        Ok(report
-            .names
-            .unwrap_or_default()
-            .iter()
-            .map(|n| short_image_name(n).to_string())
-            .collect())
+        self.bounded("load_image", async {
+            let path = archive.to_path_buf();
+            let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
+                .await
+                .map_err(|e| {
+                    RuntimeError::engine(
+                        ENGINE,
+                        "reading image archive",
+                        archive.display().to_string(),
+                        e,
+                    )
+                })?
+                .map_err(|e| {
+                    RuntimeError::engine(
+                        ENGINE,
+                        "reading image archive",
+                        archive.display().to_string(),
+                        e,
+                    )
+                })?;
+            let target = archive.display().to_string();
+            let report = self
+                .podman
+                .images()
+                .load(bytes)
+                .await
+                .map_err(|e| self.call("loading", ObjectKind::Image, &target).error(e))?;
+            Ok(report
+                .names
+                .unwrap_or_default()
+                .iter()
+                .map(|n| short_image_name(n).to_string())
+                .collect())
+        })
+        .await
     }
 
     async fn logs(

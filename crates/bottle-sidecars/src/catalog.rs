@@ -17,7 +17,9 @@ pub const SUPERVISE: &str = "supervise";
 /// its own port from this one up (the planner names them `svc-<name>`).
 pub const SERVICES: &str = "services";
 
-/// The catalog the image provides: egress is the agent-facing proxy, supervise is optional.
+/// The catalog the image provides: egress is the agent-facing proxy, supervise is optional,
+/// services serves the bottle's service endpoints, selfcheck (internal, only when named)
+/// reports what the container is.
 pub fn provided() -> Catalog {
     Catalog {
         daemons: vec![
@@ -48,6 +50,7 @@ pub fn provided() -> Catalog {
                 vars: vec![],
                 when: When::Services,
             },
+            bottle_core::selfcheck::daemon_def(),
         ],
     }
 }

@@ -127,6 +127,10 @@ pub fn run(name: &str) -> Result<(), String> {
                 note(&format!("listening on {addr}"));
                 crate::supervise::serve(listener).await;
             }
+            (bottle_core::selfcheck::DAEMON, _) => {
+                note(&format!("listening on {addr}"));
+                crate::selfcheck::serve(listener).await;
+            }
             _ => unreachable!("every daemon of the provided catalog has a branch"),
         }
         Ok(())

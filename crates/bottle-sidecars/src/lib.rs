@@ -9,7 +9,8 @@
 //! - [`supervise`]: a minimal MCP endpoint;
 //! - [`health`]: the image's health check;
 //! - [`leak`]: the credential scan of what leaves the bundle;
-//! - [`outq`]: output through a bounded queue, for the init and the proxy's log.
+//! - [`outq`]: output through a bounded queue, for the init and the proxy's log;
+//! - [`selfcheck`]: reports what the container really is, for the conformance suite.
 
 pub mod catalog;
 pub mod daemon;
@@ -18,5 +19,6 @@ pub mod health;
 pub mod init;
 pub mod leak;
 pub mod outq;
+pub mod selfcheck;
 pub mod services;
 pub mod supervise;

@@ -69,7 +69,12 @@ async fn check(engine: Engine) -> Report {
             hint: format!("rebuild with `cargo build -p bottle-cli --features {name}`"),
         }),
         Err(Unusable::Failed(e)) => {
-            if let bottle_core::Error::EngineUnavailable { tried, hint, .. } = &e {
+            if let bottle_core::Error::Runtime(bottle_core::RuntimeError::EngineUnavailable {
+                tried,
+                hint,
+                ..
+            }) = &e
+            {
                 report.endpoint = Some(tried.clone());
                 report.problems.push(Problem {
                     problem: format!("the {name} engine does not answer at {tried}"),

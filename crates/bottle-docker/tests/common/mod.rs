@@ -47,11 +47,13 @@ pub async fn engine(test: &str) -> Option<DockerRuntime> {
 pub async fn setup(test: &str) -> Option<(Arc<dyn ContainerRuntime>, DockerRuntime, Fixture)> {
     let docker = engine(test).await?;
     let image = reference_image(&docker).await;
+    ensure_sleep_image(&docker).await;
     let fixture = Fixture {
         image,
         prefix: PREFIX.into(),
         subnet_pool: SUBNET_POOL.parse().expect("valid pool"),
         loopback_pool: LOOPBACK_POOL.parse().expect("valid pool"),
+        sigterm_deaf_image: SLEEP_IMAGE.into(),
     };
     let rt: Arc<dyn ContainerRuntime> = Arc::new(docker.clone());
     Some((rt, docker, fixture))

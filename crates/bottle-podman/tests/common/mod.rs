@@ -48,11 +48,13 @@ pub async fn setup(test: &str) -> Option<(Arc<dyn ContainerRuntime>, PodmanRunti
         .get_or_init(|| ensure_reference_image(&rt, env!("CARGO_MANIFEST_DIR")))
         .await
         .clone();
+    let sigterm_deaf_image = ensure_sigterm_deaf_image(&rt).await.to_string();
     let fixture = Fixture {
         image,
         prefix: PREFIX.into(),
         subnet_pool: SUBNET_POOL.parse().expect("subnet pool"),
         loopback_pool: LOOPBACK_POOL.parse().expect("loopback pool"),
+        sigterm_deaf_image,
     };
     Some((Arc::new(rt.clone()), rt, fixture))
 }
