@@ -482,11 +482,7 @@ pub async fn port_without_daemon_never_passes_readiness(
     use crate::runtime::PortForwarding;
     let case = "empty-port";
     remove_all(rt, fx, case).await;
-    let image = rt.image(&fx.image).await.expect("image").expect("present");
-    let catalog = crate::plan::ImageProfile::from_image(&fx.image, &image)
-        .expect("catalog label")
-        .catalog
-        .expect("the fixture image declares a catalog");
+    let catalog = fixture_catalog(rt, fx).await;
     let daemon = catalog
         .daemons
         .iter()
@@ -619,14 +615,19 @@ async fn fresh_network(
     net
 }
 
-/// The port of the fixture image's `selfcheck` daemon, from the image's catalog.
-async fn selfcheck_port(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) -> u16 {
+/// The catalog the fixture image declares in its label.
+async fn fixture_catalog(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) -> crate::Catalog {
     let image = rt.image(&fx.image).await.expect("image").expect("present");
-    let catalog = crate::plan::ImageProfile::from_image(&fx.image, &image)
+    crate::plan::ImageProfile::from_image(&fx.image, &image)
         .expect("catalog label")
         .catalog
-        .expect("the fixture image declares a catalog");
-    catalog
+        .expect("the fixture image declares a catalog")
+}
+
+/// The port of the fixture image's `selfcheck` daemon, from the image's catalog.
+async fn selfcheck_port(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) -> u16 {
+    fixture_catalog(rt, fx)
+        .await
         .get(selfcheck::DAEMON)
         .unwrap_or_else(|| {
             panic!(
