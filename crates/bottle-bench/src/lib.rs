@@ -20,5 +20,6 @@ pub mod http;
 pub mod job;
 pub mod proxy;
 pub mod report;
+pub mod service;
 pub mod stats;
 pub mod worker;
