@@ -13,8 +13,11 @@ use tokio::net::TcpStream;
 
 use super::io::Activity;
 
-/// How much one `splice` call moves at most (a pipe holds 64 KiB by default).
-const CHUNK: usize = 64 * 1024;
+/// The pipe each direction uses, and so the most one `splice` call moves: larger than the
+/// default 64 KiB so a bulk transfer takes fewer calls, small enough that a few hundred open
+/// tunnels stay within the kernel's per-user pipe budget (when the kernel refuses the size,
+/// the pipe keeps its default).
+const CHUNK: usize = 256 * 1024;
 
 /// Moves bytes both ways until both directions have ended (each side's end is passed on as a
 /// half-close), counting them into `up` (client to upstream) and `down`.
@@ -39,6 +42,7 @@ async fn one_way(
     activity: &Activity,
 ) -> io::Result<()> {
     let (pipe_out, pipe_in) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let _ = nix::fcntl::fcntl(&pipe_in, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
         let n = fill(from, &pipe_in, flags).await?;
