@@ -658,3 +658,45 @@ async fn a_port_a_rule_marks_tls_must_carry_tls() {
         "bytes reached the upstream"
     );
 }
+
+/// Requests to one target from new client connections reuse an idle upstream connection
+/// (once the previous response was read to its end) instead of opening one each.
+#[tokio::test]
+async fn upstream_connections_are_reused_across_client_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Keep-alive: answer every request head on the connection.
+                loop {
+                    let head = read_head(&mut s).await;
+                    if head.is_empty() {
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (addr, _) = proxy(&format!("127.0.0.1:{up}")).await;
+    for i in 0..5 {
+        let get = format!(
+            "GET http://127.0.0.1:{up}/{i} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = send(addr, get.as_bytes(), up).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for five clients"
+    );
+}

@@ -5,13 +5,16 @@
 //! ([`crate::leak`]) before anything is sent; bodies are therefore read whole first (at most
 //! [`super::MAX_BODY`]).
 //!
-//! A client connection keeps its last upstream connection and reuses it for the next request
-//! to the same target when that request's checked addresses include the one it is connected
-//! to: keep-alive through the proxy costs one upstream connection, not one per request.
+//! Upstream connections are kept in a [`Pool`] once their exchange has ended and reused for the
+//! next request to the same target whose checked addresses include the one connected to:
+//! keep-alive through the proxy, and new client connections too, cost one upstream connection,
+//! not one per request.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -24,19 +27,59 @@ use hyper::{Request, Response, Uri, Version};
 use hyper_util::rt::TokioIo;
 
 use super::target::{parse_authority, Target};
-use super::{Body, Conn, EventKind, EventLog, Proxy, Record, Refusal, Verdict};
+use super::{Body, EventKind, EventLog, Proxy, Record, Refusal, Verdict};
 
-/// An upstream connection kept for the next request of the same client connection.
-pub(super) struct Pooled {
-    target: Target,
-    addr: SocketAddr,
-    sender: SendRequest<Body>,
+/// Upstream connections whose last exchange has ended, for the next request to the same target
+/// at the same checked address, from any client connection of this bottle (its one agent).
+/// A connection goes back only once its response body has been read to the end, so a request
+/// never waits behind another client's response.
+#[derive(Default)]
+pub(super) struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<SendRequest<Body>>>>,
+}
+
+/// What a pooled connection may serve: one target, at one checked address.
+type PoolKey = (Target, SocketAddr);
+
+/// The most idle connections kept per target and address.
+const IDLE_PER_KEY: usize = 16;
+
+impl Pool {
+    /// A ready connection to `target` at one of `addrs`, if one is idle.
+    fn take(
+        &self,
+        target: &Target,
+        addrs: &[SocketAddr],
+    ) -> Option<(SendRequest<Body>, SocketAddr)> {
+        let mut idle = self.idle.lock().ok()?;
+        for addr in addrs {
+            let key = (target.clone(), *addr);
+            let Some(list) = idle.get_mut(&key) else {
+                continue;
+            };
+            while let Some(sender) = list.pop() {
+                if sender.is_ready() {
+                    return Some((sender, *addr));
+                }
+            }
+            idle.remove(&key);
+        }
+        None
+    }
+
+    fn put(&self, target: Target, addr: SocketAddr, sender: SendRequest<Body>) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry((target, addr)).or_default();
+            if list.len() < IDLE_PER_KEY {
+                list.push(sender);
+            }
+        }
+    }
 }
 
 impl Proxy {
     pub(super) async fn forward(
         &self,
-        conn: &Conn,
         record: &mut Record,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Refusal> {
@@ -79,7 +122,7 @@ impl Proxy {
         let addrs = self.decide(&record.method, &target, &carried).await?;
         drop(carried);
 
-        let (mut sender, addr) = self.upstream_for(conn, &target, &addrs).await?;
+        let (mut sender, addr) = self.upstream_for(&target, &addrs).await?;
         let mut decided = record.decision(Verdict::Allowed, None, None);
         decided.addr = Some(addr);
         (self.log)(decided);
@@ -98,11 +141,6 @@ impl Proxy {
         match sender.send_request(Request::from_parts(parts, body)).await {
             Ok(resp) => {
                 close.status = Some(resp.status().as_u16());
-                *conn.upstream.lock().await = Some(Pooled {
-                    target,
-                    addr,
-                    sender,
-                });
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 let body = Logged {
@@ -112,6 +150,7 @@ impl Proxy {
                     started,
                     close: Some(close),
                     log: self.log.clone(),
+                    reuse: Some((self.pool.clone(), target, addr, sender)),
                 };
                 Ok(Response::from_parts(parts, body.boxed()))
             }
@@ -131,19 +170,14 @@ impl Proxy {
         }
     }
 
-    /// The connection's kept upstream connection when it goes to this target at a checked
-    /// address and is still usable, else a new one.
+    /// An idle upstream connection to this target at a checked address, else a new one.
     async fn upstream_for(
         &self,
-        conn: &Conn,
         target: &Target,
         addrs: &[SocketAddr],
     ) -> Result<(SendRequest<Body>, SocketAddr), Refusal> {
-        let kept = conn.upstream.lock().await.take();
-        if let Some(mut p) = kept {
-            if p.target == *target && addrs.contains(&p.addr) && p.sender.ready().await.is_ok() {
-                return Ok((p.sender, p.addr));
-            }
+        if let Some(kept) = self.pool.take(target, addrs) {
+            return Ok(kept);
         }
         let (stream, addr) = self.dial(target, addrs).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -201,10 +235,16 @@ struct Logged {
     started: Instant,
     close: Option<super::Event>,
     log: EventLog,
+    /// The upstream connection, back to the pool once the body has been read to its end.
+    reuse: Option<(Arc<Pool>, Target, SocketAddr, SendRequest<Body>)>,
 }
 
 impl Logged {
     fn finish(&mut self, reason: Option<String>) {
+        let reuse = self.reuse.take();
+        if let (None, Some((pool, target, addr, sender))) = (&reason, reuse) {
+            pool.put(target, addr, sender);
+        }
         if let Some(mut close) = self.close.take() {
             close.reason = reason;
             close.bytes_up = Some(self.up);

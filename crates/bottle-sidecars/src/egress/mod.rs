@@ -87,6 +87,7 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
         http,
         shed: Notify::new(),
         next_conn: AtomicU64::new(1),
+        pool: Arc::default(),
     });
     loop {
         let (stream, client) = match listener.accept().await {
@@ -156,6 +157,8 @@ struct Proxy {
     /// Tells keep-alive connections to close once idle, when the cap is reached.
     shed: Notify,
     next_conn: AtomicU64,
+    /// Idle upstream connections of plain-HTTP exchanges.
+    pool: Arc<forward::Pool>,
 }
 
 /// One client connection, as its requests see it.
@@ -165,9 +168,6 @@ struct Conn {
     /// The connection's slot under the cap, held as long as the connection (and its tunnel).
     _slot: OwnedSemaphorePermit,
     activity: Activity,
-    /// The upstream connection of the last plain-HTTP request, reused by the next one to the
-    /// same target and checked address.
-    upstream: tokio::sync::Mutex<Option<forward::Pooled>>,
 }
 
 /// What the log says about a request, filled in as it is read.
@@ -219,7 +219,6 @@ impl Proxy {
             client,
             _slot: slot,
             activity: activity.clone(),
-            upstream: tokio::sync::Mutex::new(None),
         });
         let io = TokioIo::new(Tracked::new(stream, activity.clone()));
         let proxy = self.clone();
@@ -299,7 +298,7 @@ impl Proxy {
         let result = if req.method() == Method::CONNECT {
             self.tunnel(&conn, &mut record, req).await
         } else {
-            self.forward(&conn, &mut record, req).await
+            self.forward(&mut record, req).await
         };
         Ok(result.unwrap_or_else(|refusal| self.refuse(&record, refusal)))
     }

@@ -8,7 +8,7 @@
 use bottle_core::allowlist::{parse_port, Host};
 
 /// A request's target: canonical host and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub host: Host,
     pub port: u16,
