@@ -26,12 +26,12 @@ request scanned for secrets) against a client that speaks TLS to the same upstre
 on loopback in one process: the upstream, the service and the load generator each on a thread
 of their own with a single-threaded runtime (the bundle runs its services that way).
 
-  --rounds N               timed rounds per contender [5]
+  --rounds N               timed rounds per contender [7]
   --warmup N               untimed rounds per contender first [1]
   --contenders a,b,...     direct,service,service+20 [all]
   --connections N          concurrent keep-alive connections of the throughput measure [16]
   --requests N             requests of the throughput measure [20000]
-  --latency-requests N     requests one after another on one connection [2000]
+  --latency-requests N     requests one after another on one connection [5000]
   --ttfb-requests N        streamed responses whose first byte is timed [50]
   --sse-gap-ms N           the upstream's gap between its streamed events (3 of them) [10]
   --body-bytes N           size of each request's JSON body [1024]
@@ -97,12 +97,12 @@ pub const MANY_SECRETS: usize = 20;
 impl Default for Options {
     fn default() -> Self {
         Options {
-            rounds: 5,
+            rounds: 7,
             warmup: 1,
             contenders: Contender::ALL.to_vec(),
             connections: 16,
             requests: 20_000,
-            latency_requests: 2_000,
+            latency_requests: 5_000,
             ttfb_requests: 50,
             sse_gap: Duration::from_millis(10),
             body_bytes: 1024,
@@ -185,6 +185,8 @@ pub struct Sample {
     /// CPU µs per request of the throughput measure: the service's thread, the upstream's, the
     /// load generator's.
     pub cpu_us: [Option<f64>; 3],
+    /// The share of the service thread's CPU time spent in the kernel in that measure, %.
+    pub service_kernel_percent: Option<f64>,
     /// Requests that failed, over all the measures.
     pub errors: u64,
     /// What failed, one line each.

