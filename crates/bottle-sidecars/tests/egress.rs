@@ -700,3 +700,32 @@ async fn upstream_connections_are_reused_across_client_connections() {
         "one upstream connection for five clients"
     );
 }
+
+/// An upstream that closes each connection right after answering, without saying so: a pooled
+/// connection may be dead when the next request takes it, and that request must still get
+/// through (on a new connection), never a 502.
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let _ = read_head(&mut s).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let (addr, _) = proxy(&format!("127.0.0.1:{up}")).await;
+    for i in 0..20 {
+        let get = format!(
+            "GET http://127.0.0.1:{up}/{i} HTTP/1.1\r\nHost: 127.0.0.1:{up}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = send(addr, get.as_bytes(), up).await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "request {i}");
+    }
+}

@@ -122,7 +122,7 @@ impl Proxy {
         let addrs = self.decide(&record.method, &target, &carried).await?;
         drop(carried);
 
-        let (mut sender, addr) = self.upstream_for(&target, &addrs).await?;
+        let (mut sender, mut addr, pooled) = self.upstream_for(&target, &addrs).await?;
         let mut decided = record.decision(Verdict::Allowed, None, None);
         decided.addr = Some(addr);
         (self.log)(decided);
@@ -138,7 +138,32 @@ impl Proxy {
         let body = Full::new(body).map_err(|n| match n {}).boxed();
         let mut close = record.event(EventKind::Close);
         close.addr = Some(addr);
-        match sender.send_request(Request::from_parts(parts, body)).await {
+        let mut sent = sender
+            .try_send_request(Request::from_parts(parts, body))
+            .await;
+        if let Err(e) = &mut sent {
+            // An idle connection the upstream had closed: the request was never written, so
+            // it goes once more on a new connection.
+            if let (true, Some(request)) = (pooled, e.take_message()) {
+                match self.connect_http(&target, &addrs).await {
+                    Ok((fresh, fresh_addr)) => {
+                        (sender, addr) = (fresh, fresh_addr);
+                        close.addr = Some(addr);
+                        sent = sender.try_send_request(request).await;
+                    }
+                    Err(refusal) => {
+                        close.status = Some(502);
+                        close.reason = Some(refusal.reason);
+                        close.bytes_up = Some(0);
+                        close.bytes_down = Some(0);
+                        close.duration_ms = Some(started.elapsed().as_millis() as u64);
+                        (self.log)(close);
+                        return Ok(super::text(refusal.status, refusal.body));
+                    }
+                }
+            }
+        }
+        match sent.map_err(|e| e.into_error()) {
             Ok(resp) => {
                 close.status = Some(resp.status().as_u16());
                 let (mut parts, body) = resp.into_parts();
@@ -175,10 +200,20 @@ impl Proxy {
         &self,
         target: &Target,
         addrs: &[SocketAddr],
-    ) -> Result<(SendRequest<Body>, SocketAddr), Refusal> {
-        if let Some(kept) = self.pool.take(target, addrs) {
-            return Ok(kept);
+    ) -> Result<(SendRequest<Body>, SocketAddr, bool), Refusal> {
+        if let Some((sender, addr)) = self.pool.take(target, addrs) {
+            return Ok((sender, addr, true));
         }
+        let (sender, addr) = self.connect_http(target, addrs).await?;
+        Ok((sender, addr, false))
+    }
+
+    /// A new HTTP/1.1 connection to the first checked address that answers.
+    async fn connect_http(
+        &self,
+        target: &Target,
+        addrs: &[SocketAddr],
+    ) -> Result<(SendRequest<Body>, SocketAddr), Refusal> {
         let (stream, addr) = self.dial(target, addrs).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
