@@ -898,13 +898,24 @@ fn main() -> ExitCode {
         print!("{}", bottle_bench::service::USAGE);
         return ExitCode::SUCCESS;
     }
-    let opts = match Options::parse(&args) {
+    let mut opts = match Options::parse(&args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    if opts.out.is_relative() {
+        // `cargo bench` runs this in the package's directory: a relative report path is the
+        // workspace's (the nearest directory up with a Cargo.lock).
+        if let Ok(cwd) = std::env::current_dir() {
+            let root = cwd
+                .ancestors()
+                .find(|d| d.join("Cargo.lock").is_file())
+                .unwrap_or(&cwd);
+            opts.out = root.join(&opts.out);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -36,7 +36,8 @@ of their own with a single-threaded runtime (the bundle runs its services that w
   --sse-gap-ms N           the upstream's gap between its streamed events (3 of them) [10]
   --body-bytes N           size of each request's JSON body [1024]
   --cap SECONDS            time cap of each measure [5]
-  --out PATH               the report [target/bench/service.md]
+  --out PATH               the report [target/bench/service.md]; a relative path is the
+                           workspace's (cargo bench runs this in crates/bottle-bench)
   --command TEXT           the command line shown in the report
 ";
 

@@ -307,7 +307,10 @@ fn costs(out: &mut String, m: &Measured) {
         "\nThe scan alone, per request ({} bytes: the head as the service joins it, and the \
          body), outside any request, on the load generator's thread: {} µs with 1 secret, {} µs with \
          {MANY_SECRETS} (each round the median of 9 batches; the median over \
-         the rounds).\n",
+         the rounds). Timed alone, the scan finds its automata in the cache; inside the service, \
+         between the sockets, HTTP and TLS, it mostly does not, so there it costs more: this is \
+         a lower bound, and the service thread's CPU per request above (service+{MANY_SECRETS} \
+         against service) is the end-to-end reading.\n",
         m.scan.bytes,
         num(one.map(|s| s.median), 2),
         num(many.map(|s| s.median), 2),
