@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the benchmarks, in two parts.
+//! `cargo xtask bench`: the benchmarks, in three parts.
 //!
 //! - The engine part (`cargo xtask bench engines`): bring-up and teardown measured side by side
 //!   against the engine's raw API floor and the tools people would use instead. Builds the
@@ -9,9 +9,11 @@
 //!   egress`) against direct, tinyproxy and squid on loopback; no container engine. Installs
 //!   Debian's `tinyproxy` and `squid` when absent. Report: `target/bench/proxy.md` and the proxy
 //!   results section of `docs/BENCHMARKS.md`.
+//! - The service part (`cargo xtask bench service`): a service endpoint against direct TLS to the
+//!   same local upstream, and the credential scan's share. Report: `target/bench/service.md`.
 //!
-//! Plain `cargo xtask bench [options]` runs both: the engine part with the options given, then the
-//! proxy part with its defaults. Everything the parts run is built in one cargo invocation with the
+//! Plain `cargo xtask bench [options]` runs all three: the engine part with the options given,
+//! then the proxy and service parts with their defaults. Everything the parts run is built in one cargo invocation with the
 //! `bench-run` profile (the release profile, unwinding). `--no-doc` leaves `docs/BENCHMARKS.md`
 //! alone; `cargo xtask bench --help` lists each part's options.
 
@@ -21,10 +23,10 @@ use std::process::{Command, Stdio};
 use crate::util::{cargo, root, run as sh, show};
 
 const HELP: &str = "\
-cargo xtask bench [engines|proxy] [options] [--no-doc]
+cargo xtask bench [engines|proxy|service] [options] [--no-doc]
 
-  cargo xtask bench [options]          both parts: the engine part with the options given, then
-                                       the proxy part with its defaults
+  cargo xtask bench [options]          every part: the engine part with the options given, then
+                                       the proxy and service parts with their defaults
   cargo xtask bench engines [options]  only the engine part: bottle's up and down against the
                                        engine's raw API floor, bottle's CLI, the engine's CLI and
                                        testcontainers, on Docker and Podman (the engines must
@@ -33,26 +35,34 @@ cargo xtask bench [engines|proxy] [options] [--no-doc]
                                        (no proxy), tinyproxy and squid on loopback; no container
                                        engine; installs Debian's tinyproxy and squid with apt-get
                                        when they are absent
+  cargo xtask bench service [options]  only the service part: a service endpoint against direct
+                                       TLS to the same local upstream (added latency, time to
+                                       first byte, the credential scan's share); no engine
   --no-doc                             leave docs/BENCHMARKS.md alone (each part otherwise
                                        replaces its own results section there)
 
-Reports: target/bench/latest.md (engines), target/bench/proxy.md (proxy).
+Reports: target/bench/latest.md (engines), target/bench/proxy.md (proxy),
+target/bench/service.md (service).
 ";
 
 /// Which parts to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Parts {
-    Both,
+    All,
     Engines,
     Proxy,
+    Service,
 }
 
 impl Parts {
     fn engines(self) -> bool {
-        self != Parts::Proxy
+        matches!(self, Parts::All | Parts::Engines)
     }
     fn proxy(self) -> bool {
-        self != Parts::Engines
+        matches!(self, Parts::All | Parts::Proxy)
+    }
+    fn service(self) -> bool {
+        matches!(self, Parts::All | Parts::Service)
     }
 }
 
@@ -61,7 +71,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let (parts, args) = match args.first().map(String::as_str) {
         Some("engines") => (Parts::Engines, &args[1..]),
         Some("proxy") => (Parts::Proxy, &args[1..]),
-        _ => (Parts::Both, args),
+        Some("service") => (Parts::Service, &args[1..]),
+        _ => (Parts::All, args),
     };
     let no_doc = args.iter().any(|a| a == "--no-doc");
     let args: Vec<String> = args.iter().filter(|a| *a != "--no-doc").cloned().collect();
@@ -74,7 +85,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if help {
         print!("{HELP}");
         let built = build(parts)?;
-        for bench in [&built.contenders, &built.proxy].into_iter().flatten() {
+        for bench in [&built.contenders, &built.proxy, &built.service]
+            .into_iter()
+            .flatten()
+        {
             println!();
             sh(Command::new(bench).arg("--help"))?;
         }
@@ -121,9 +135,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         cmd.args(&args);
         engines_result = sh(&mut cmd);
-        if parts == Parts::Both {
+        if parts == Parts::All {
             if let Err(e) = &engines_result {
-                eprintln!("xtask bench: the engine part failed ({e}); running the proxy part");
+                eprintln!("xtask bench: the engine part failed ({e}); running the other parts");
             }
         }
     }
@@ -143,6 +157,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
             cmd.arg("--update-doc").arg(&doc);
         }
         cmd.args(proxy_args);
+        sh(&mut cmd)?;
+    }
+    if let Some(bench) = &built.service {
+        // Like the proxy part: plain `cargo xtask bench` runs it with its defaults.
+        let (part, service_args): (&str, &[String]) = match parts {
+            Parts::Service => ("service", &args),
+            _ => ("", &[]),
+        };
+        let mut cmd = Command::new(bench);
+        cmd.arg("--out")
+            .arg(target_dir.join("bench/service.md"))
+            .args(["--command", &shown(part, service_args)]);
+        cmd.args(service_args);
         sh(&mut cmd)?;
     }
     engines_result
@@ -214,6 +241,7 @@ struct Built {
     bottle: Option<PathBuf>,
     proxy: Option<PathBuf>,
     sidecars: Option<PathBuf>,
+    service: Option<PathBuf>,
 }
 
 /// Builds everything the parts run in one invocation and returns the paths (cargo names bench
@@ -243,6 +271,9 @@ fn build(parts: Parts) -> Result<Built, String> {
             "--bench",
             "proxy",
         ]);
+    }
+    if parts.service() {
+        build.args(["--bench", "service"]);
     }
     build.arg("--message-format=json-render-diagnostics");
     eprintln!("$ {}", show(&build));
@@ -275,6 +306,9 @@ fn build(parts: Parts) -> Result<Built, String> {
     if parts.proxy() {
         built.proxy = Some(executable("bench", "proxy")?);
         built.sidecars = Some(executable("bin", "bottle-sidecars")?);
+    }
+    if parts.service() {
+        built.service = Some(executable("bench", "service")?);
     }
     Ok(built)
 }

@@ -266,20 +266,22 @@ async fn forward(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_string();
-    let mut head = target.clone().into_bytes();
+    let mut head: Vec<&[u8]> = vec![target.as_bytes()];
     for (name, value) in &parts.headers {
-        head.push(b'\n');
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
+        head.push(name.as_str().as_bytes());
+        head.push(value.as_bytes());
     }
-    for (place, bytes) in [("request", head.as_slice()), ("body", &body)] {
-        if let Some(found) = scanner.scan(bytes) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                format!("the {place} carries {found}; the bundle adds this service's credentials itself"),
-            ));
-        }
+    let in_head = scanner
+        .scan_pieces(&head)
+        .map(|(found, _)| ("request", found));
+    let in_body = || scanner.scan(&body).map(|found| ("body", found));
+    if let Some((place, found)) = in_head.or_else(in_body) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "the {place} carries {found}; the bundle adds this service's credentials itself"
+            ),
+        ));
     }
     let up = &service.upstream;
     parts.uri = Uri::try_from(format!("{}{target}", up.base)).map_err(|_| {

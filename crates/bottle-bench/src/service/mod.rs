@@ -200,7 +200,7 @@ pub struct Sample {
 pub struct ScanCost {
     pub one_secret_us: Vec<f64>,
     pub many_secrets_us: Vec<f64>,
-    /// The bytes scanned per request (head as the service joins it, and body).
+    /// The bytes scanned per request (the head's pieces, and the body).
     pub bytes: usize,
 }
 

@@ -304,7 +304,7 @@ fn costs(out: &mut String, m: &Measured) {
     let many = summary(&m.scan.many_secrets_us);
     let _ = writeln!(
         out,
-        "\nThe scan alone, per request ({} bytes: the head as the service joins it, and the \
+        "\nThe scan alone, per request ({} bytes: the head's pieces as the service scans them, and the \
          body), outside any request, on the load generator's thread: {} µs with 1 secret, {} µs with \
          {MANY_SECRETS} (each round the median of 9 batches; the median over \
          the rounds). Timed alone, the scan finds its automata in the cache; inside the service, \

@@ -154,24 +154,16 @@ impl Proxy {
         })
     }
 
-    /// The first credential in what a request carries, and where. The small pieces (target,
-    /// headers) are scanned in one pass over their concatenation, which finds nothing for
-    /// almost every request; only then are they scanned one by one to say where.
+    /// The first credential in what a request carries, and where: the small pieces (target,
+    /// headers) in one pass over them all, the large ones (a body) each on its own.
     fn scan_carried<'p>(&self, carried: &'p [(String, &[u8])]) -> Option<(Finding, &'p str)> {
         let (small, large): (Vec<_>, Vec<_>) =
             carried.iter().partition(|(_, b)| b.len() <= SMALL_PIECE);
-        let joined: Vec<u8> = small
-            .iter()
-            .flat_map(|(_, b)| b.iter().chain(b"\n"))
-            .copied()
-            .collect();
-        let in_small = self.scanner.scan(&joined).map(|whole| {
-            small
-                .iter()
-                .find_map(|(place, bytes)| Some((self.scanner.scan(bytes)?, place.as_str())))
-                // Split across pieces: found only when they are read together.
-                .unwrap_or((whole, "request head"))
-        });
+        let pieces: Vec<&[u8]> = small.iter().map(|(_, b)| *b).collect();
+        let in_small = self
+            .scanner
+            .scan_pieces(&pieces)
+            .map(|(found, i)| (found, small[i].0.as_str()));
         in_small.or_else(|| {
             large
                 .iter()

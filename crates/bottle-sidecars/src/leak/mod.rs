@@ -192,6 +192,26 @@ impl Scanner {
         })
     }
 
+    /// Scans several pieces (a target, header names and values) in one pass over their
+    /// concatenation, joined by NUL bytes, which no target or header holds, so no piece runs
+    /// into the next and no line-break pass is needed. Returns the finding and the index of the
+    /// piece it is in; only a request that carries something pays for finding which.
+    pub fn scan_pieces(&self, pieces: &[&[u8]]) -> Option<(Finding, usize)> {
+        let mut joined = Vec::with_capacity(pieces.iter().map(|p| p.len() + 1).sum());
+        for piece in pieces {
+            joined.extend_from_slice(piece);
+            joined.push(0);
+        }
+        let whole = self.scan(&joined)?;
+        Some(
+            pieces
+                .iter()
+                .enumerate()
+                .find_map(|(i, piece)| Some((self.scan(piece)?, i)))
+                .unwrap_or((whole, 0)),
+        )
+    }
+
     /// [`Scanner::scan`] for a host name, where case carries no meaning: a secret in any case
     /// is found (a name is looked up, and the lookup carries it to the name's servers).
     pub fn scan_name(&self, name: &[u8]) -> Option<Finding> {
