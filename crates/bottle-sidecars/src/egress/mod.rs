@@ -128,14 +128,24 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: EventLog
 /// quotes what it refused) withheld when it carries one: the log never holds a secret.
 fn withholding(log: EventLog, scanner: Arc<Scanner>) -> EventLog {
     Arc::new(move |mut event: Event| {
-        for field in [&mut event.method, &mut event.host] {
-            if let Some(found) = scanner.scan_name(field.as_bytes()) {
-                *field = format!("<withheld: carries {found}>");
+        // One pass over the three fields finds nothing for almost every line; only a line
+        // that carries something pays for withholding field by field.
+        let reason = event.reason.as_deref().unwrap_or("");
+        let pieces = [
+            event.method.as_bytes(),
+            event.host.as_bytes(),
+            reason.as_bytes(),
+        ];
+        if scanner.scan_name_pieces(&pieces).is_some() {
+            for field in [&mut event.method, &mut event.host] {
+                if let Some(found) = scanner.scan_name(field.as_bytes()) {
+                    *field = format!("<withheld: carries {found}>");
+                }
             }
-        }
-        if let Some(reason) = &mut event.reason {
-            if let Some(found) = scanner.scan_name(reason.as_bytes()) {
-                *reason = format!("<withheld: the reason quotes {found}>");
+            if let Some(reason) = &mut event.reason {
+                if let Some(found) = scanner.scan_name(reason.as_bytes()) {
+                    *reason = format!("<withheld: the reason quotes {found}>");
+                }
             }
         }
         log(event)

@@ -197,17 +197,30 @@ impl Scanner {
     /// into the next and no line-break pass is needed. Returns the finding and the index of the
     /// piece it is in; only a request that carries something pays for finding which.
     pub fn scan_pieces(&self, pieces: &[&[u8]]) -> Option<(Finding, usize)> {
+        self.pieces_with(pieces, Scanner::scan)
+    }
+
+    /// [`Scanner::scan_pieces`] with [`Scanner::scan_name`]'s rule: case carries no meaning.
+    pub fn scan_name_pieces(&self, pieces: &[&[u8]]) -> Option<(Finding, usize)> {
+        self.pieces_with(pieces, Scanner::scan_name)
+    }
+
+    fn pieces_with(
+        &self,
+        pieces: &[&[u8]],
+        scan: fn(&Scanner, &[u8]) -> Option<Finding>,
+    ) -> Option<(Finding, usize)> {
         let mut joined = Vec::with_capacity(pieces.iter().map(|p| p.len() + 1).sum());
         for piece in pieces {
             joined.extend_from_slice(piece);
             joined.push(0);
         }
-        let whole = self.scan(&joined)?;
+        let whole = scan(self, &joined)?;
         Some(
             pieces
                 .iter()
                 .enumerate()
-                .find_map(|(i, piece)| Some((self.scan(piece)?, i)))
+                .find_map(|(i, piece)| Some((scan(self, piece)?, i)))
                 .unwrap_or((whole, 0)),
         )
     }
