@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::process::Command;
 
+use crate::args;
 use crate::contenders::Contender;
 use crate::engine::{Api, Engine, IMAGE};
 use crate::report::{self, EngineReport, Machine};
@@ -76,39 +77,26 @@ impl Default for Options {
     }
 }
 
+/// A list that may also be empty (`none`).
 fn list<T>(v: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>, String> {
     if v == "none" || v.is_empty() {
         return Ok(Vec::new());
     }
-    v.split(',')
-        .map(|s| parse(s.trim()).ok_or_else(|| format!("{what}: unknown {s:?}")))
-        .collect()
+    args::list(v, parse, what)
 }
 
 fn number(v: &str, what: &str) -> Result<usize, String> {
-    v.parse()
-        .map_err(|_| format!("{what} takes a number, not {v:?}"))
+    args::number(v, what)
 }
 
 impl Options {
     /// Parses the command line (without the program name).
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut o = Options::default();
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            if flag == "--bench" {
-                // cargo bench passes it to every harness=false target.
-                continue;
-            }
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_string());
-            }
-            let v = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-            match flag.as_str() {
+        for (flag, v) in args::pairs(args, USAGE)? {
+            match flag {
                 "--engine" => {
-                    o.engines = match v.as_str() {
+                    o.engines = match v {
                         "both" | "all" => Engine::ALL.to_vec(),
                         one => list(one, Engine::parse, "--engine")?,
                     }
@@ -124,7 +112,7 @@ impl Options {
                 "--archive" => o.archive = Some(PathBuf::from(v)),
                 "--out" => o.out = PathBuf::from(v),
                 "--update-doc" => o.update_doc = Some(PathBuf::from(v)),
-                "--command" => o.command = v.clone(),
+                "--command" => o.command = v.to_string(),
                 _ => return Err(format!("unknown option {flag}\n\n{USAGE}")),
             }
         }

@@ -13,6 +13,7 @@
 //! The testcontainers contender is in the bench target (`benches/bottle.rs`), since
 //! testcontainers is a dev-dependency.
 
+pub mod args;
 pub mod contenders;
 pub mod driver;
 pub mod engine;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt;
 
+use crate::args;
 use crate::report::Machine;
 use load::{Direction, Endpoint};
 use peers::{Contender, Programs, Proxy};
@@ -95,44 +96,26 @@ impl Options {
     /// Parses the command line (without the program name).
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut o = Options::default();
-        let mut it = args.iter();
-        let number = |v: &str, flag: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag} takes a number, not {v:?}"))
-        };
-        while let Some(flag) = it.next() {
-            if flag == "--bench" {
-                continue;
-            }
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_string());
-            }
-            let v = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-            match flag.as_str() {
-                "--rounds" => o.rounds = number(v, flag)?.max(1) as usize,
-                "--warmup" => o.warmup = number(v, flag)? as usize,
-                "--contenders" => {
-                    o.contenders = v
-                        .split(',')
-                        .map(|s| {
-                            Contender::parse(s.trim())
-                                .ok_or_else(|| format!("{flag}: unknown {s:?}"))
-                        })
-                        .collect::<Result<_, _>>()?
+        for (flag, v) in args::pairs(args, USAGE)? {
+            match flag {
+                "--rounds" => o.rounds = args::number::<u64>(v, flag)?.max(1) as usize,
+                "--warmup" => o.warmup = args::number::<u64>(v, flag)? as usize,
+                "--contenders" => o.contenders = args::list(v, Contender::parse, flag)?,
+                "--connections" => {
+                    o.connections = args::number::<u64>(v, flag)?.clamp(1, 512) as usize
                 }
-                "--connections" => o.connections = number(v, flag)?.clamp(1, 512) as usize,
-                "--requests" => o.requests = number(v, flag)?.max(1),
-                "--keepalive-requests" => o.keepalive_requests = number(v, flag)?.max(1),
-                "--tunnel-mb" => o.tunnel_mb = number(v, flag)?.clamp(1, 16_384),
-                "--cap" => o.cap = Duration::from_secs(number(v, flag)?.clamp(1, 600)),
+                "--requests" => o.requests = args::number::<u64>(v, flag)?.max(1),
+                "--keepalive-requests" => {
+                    o.keepalive_requests = args::number::<u64>(v, flag)?.max(1)
+                }
+                "--tunnel-mb" => o.tunnel_mb = args::number::<u64>(v, flag)?.clamp(1, 16_384),
+                "--cap" => o.cap = Duration::from_secs(args::number::<u64>(v, flag)?.clamp(1, 600)),
                 "--sidecars-bin" => o.programs.sidecars = Some(PathBuf::from(v)),
                 "--tinyproxy" => o.programs.tinyproxy = Some(PathBuf::from(v)),
                 "--squid" => o.programs.squid = Some(PathBuf::from(v)),
                 "--out" => o.out = PathBuf::from(v),
                 "--update-doc" => o.update_doc = Some(PathBuf::from(v)),
-                "--command" => o.command = v.clone(),
+                "--command" => o.command = v.to_string(),
                 _ => return Err(format!("unknown option {flag}\n\n{USAGE}")),
             }
         }

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::args;
+
 pub const USAGE: &str = "\
 cargo bench -p bottle-bench --bench service -- [options]
 
@@ -118,42 +120,28 @@ impl Options {
     /// Parses the command line (without the program name).
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut o = Options::default();
-        let mut it = args.iter();
-        let number = |v: &str, flag: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag} takes a number, not {v:?}"))
-        };
-        while let Some(flag) = it.next() {
-            if flag == "--bench" {
-                continue;
-            }
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_string());
-            }
-            let v = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-            match flag.as_str() {
-                "--rounds" => o.rounds = number(v, flag)?.clamp(1, 1000) as usize,
-                "--warmup" => o.warmup = number(v, flag)?.min(100) as usize,
-                "--contenders" => {
-                    o.contenders = v
-                        .split(',')
-                        .map(|s| {
-                            Contender::parse(s.trim())
-                                .ok_or_else(|| format!("{flag}: unknown {s:?}"))
-                        })
-                        .collect::<Result<_, _>>()?
+        for (flag, v) in args::pairs(args, USAGE)? {
+            match flag {
+                "--rounds" => o.rounds = args::number::<u64>(v, flag)?.clamp(1, 1000) as usize,
+                "--warmup" => o.warmup = args::number::<u64>(v, flag)?.min(100) as usize,
+                "--contenders" => o.contenders = args::list(v, Contender::parse, flag)?,
+                "--connections" => {
+                    o.connections = args::number::<u64>(v, flag)?.clamp(1, 512) as usize
                 }
-                "--connections" => o.connections = number(v, flag)?.clamp(1, 512) as usize,
-                "--requests" => o.requests = number(v, flag)?.max(1),
-                "--latency-requests" => o.latency_requests = number(v, flag)?.max(1),
-                "--ttfb-requests" => o.ttfb_requests = number(v, flag)?.clamp(1, 10_000),
-                "--sse-gap-ms" => o.sse_gap = Duration::from_millis(number(v, flag)?.min(1000)),
-                "--body-bytes" => o.body_bytes = number(v, flag)?.min(1 << 20) as usize,
-                "--cap" => o.cap = Duration::from_secs(number(v, flag)?.clamp(1, 600)),
+                "--requests" => o.requests = args::number::<u64>(v, flag)?.max(1),
+                "--latency-requests" => o.latency_requests = args::number::<u64>(v, flag)?.max(1),
+                "--ttfb-requests" => {
+                    o.ttfb_requests = args::number::<u64>(v, flag)?.clamp(1, 10_000)
+                }
+                "--sse-gap-ms" => {
+                    o.sse_gap = Duration::from_millis(args::number::<u64>(v, flag)?.min(1000))
+                }
+                "--body-bytes" => {
+                    o.body_bytes = args::number::<u64>(v, flag)?.min(1 << 20) as usize
+                }
+                "--cap" => o.cap = Duration::from_secs(args::number::<u64>(v, flag)?.clamp(1, 600)),
                 "--out" => o.out = PathBuf::from(v),
-                "--command" => o.command = v.clone(),
+                "--command" => o.command = v.to_string(),
                 _ => return Err(format!("unknown option {flag}\n\n{USAGE}")),
             }
         }
