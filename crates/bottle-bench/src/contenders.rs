@@ -194,7 +194,7 @@ pub async fn idle_probe(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// The idle window of bottle's readiness probe where ports are proxied.
-pub const IDLE: Duration = Duration::from_millis(25);
+pub const IDLE: Duration = bottle_core::lifecycle::IDLE_WINDOW;
 
 /// Waits for every port with `rule`, all ports at once.
 pub async fn wait_ports<F, Fut>(

@@ -20,7 +20,7 @@ use ipnet::Ipv4Net;
 use crate::error::{ErrorKind, Result, RuntimeError, RuntimeResult};
 use crate::intercept::{Call, Hook, Intercepted};
 use crate::labels;
-use crate::lifecycle::{probe, resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress};
+use crate::lifecycle::{resolve_host_ports, Lifecycle, LifecycleConfig, NoProgress, Readiness};
 use crate::memory::Op;
 use crate::plan::{first_choice_subnet, Pools};
 use crate::runtime::{
@@ -505,13 +505,10 @@ pub async fn port_without_daemon_never_passes_readiness(
     let (ports, _) = host_ports(rt, &spec.name, lo, &[daemon.port, empty])
         .await
         .expect("ports");
-    let idle = match rt.port_forwarding() {
-        PortForwarding::Proxied => crate::lifecycle::Timeouts::default().idle_probe,
-        PortForwarding::Direct => Duration::ZERO,
-    };
+    let readiness = Readiness::of(rt.port_forwarding());
     let at = |port: u16| SocketAddr::new(IpAddr::V4(lo), ports[&port]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !probe(at(daemon.port), idle).await {
+    while !readiness.probe(at(daemon.port)).await {
         assert!(
             Instant::now() < deadline,
             "daemon {} never answered at {}",
@@ -523,7 +520,7 @@ pub async fn port_without_daemon_never_passes_readiness(
     // The daemon answers, so the bundle runs: the empty port must still not pass, every time.
     for _ in 0..5 {
         assert!(
-            !probe(at(empty), idle).await,
+            !readiness.probe(at(empty)).await,
             "port {empty} (no daemon behind it) passed the readiness rule at {}",
             at(empty)
         );
@@ -1036,7 +1033,7 @@ pub async fn up_down_full_cycle(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
     for d in &ep.daemons {
         let addr = SocketAddr::new(IpAddr::V4(ep.loopback), d.host_port);
         assert!(
-            probe(addr, Duration::from_millis(25)).await,
+            Readiness::of(rt.port_forwarding()).probe(addr).await,
             "{} answers on {addr}",
             d.daemon
         );

@@ -19,8 +19,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The result of a [`ContainerRuntime`](crate::ContainerRuntime) operation.
 pub type RuntimeResult<T> = std::result::Result<T, RuntimeError>;
 
-/// Which kind of engine object an error is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which kind of engine object an error (or a removal) is about. Serialized in lower case, as
+/// it is displayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ObjectKind {
     Network,
     Container,

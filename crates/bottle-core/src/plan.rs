@@ -143,8 +143,13 @@ pub struct BundlePlan {
 impl BundlePlan {
     /// The daemons whose ports are published for the agent.
     pub fn agent_facing(&self) -> impl Iterator<Item = &DaemonDef> {
-        self.daemons.iter().filter(|d| d.facing == Facing::Agent)
+        agent_facing(&self.daemons)
     }
+}
+
+/// The daemons of `daemons` whose ports are published for the agent, in their order.
+pub fn agent_facing(daemons: &[DaemonDef]) -> impl Iterator<Item = &DaemonDef> {
+    daemons.iter().filter(|d| d.facing == Facing::Agent)
 }
 
 /// `<prefix>-bundle-<slug>`.
@@ -368,7 +373,7 @@ pub fn plan(
     let daemon_csv = daemon_names.join(",");
     let mut env = vec![PlannedEnv::Value {
         key: DAEMONS_ENV.into(),
-        value: daemon_csv.clone(),
+        value: daemon_csv,
     }];
     if !spec.egress_allow.is_empty() {
         // Normalized through the same parser the proxy uses, so the bundle sees canonical rules.
@@ -428,34 +433,35 @@ pub fn plan(
         });
     }
 
-    let publish = daemons
-        .iter()
-        .filter(|d| d.facing == Facing::Agent)
+    let publish = agent_facing(&daemons)
         .map(|d| PublishSpec {
             container_port: d.port,
             host_ip: loopback,
         })
         .collect();
 
-    let common: Labels = BTreeMap::from([
-        (labels::MANAGED.into(), "true".into()),
-        (labels::PREFIX.into(), pools.prefix.clone()),
-        (labels::SLUG.into(), spec.slug.clone()),
-        (labels::LOOPBACK.into(), loopback.to_string()),
-        (labels::SUBNET.into(), subnet.to_string()),
-    ]);
-    let mut network_labels = common.clone();
-    network_labels.insert(labels::ROLE.into(), labels::ROLE_NETWORK.into());
-    let mut container_labels = common;
-    container_labels.insert(labels::ROLE.into(), labels::ROLE_BUNDLE.into());
-    container_labels.insert(labels::DAEMONS.into(), daemon_csv);
-    container_labels.insert(
-        labels::CATALOG.into(),
-        Catalog {
-            daemons: daemons.clone(),
-        }
-        .to_json(),
-    );
+    let network = labels::BottleLabels {
+        prefix: pools.prefix.clone(),
+        slug: spec.slug.clone(),
+        role: labels::Role::Network,
+        loopback: Some(loopback),
+        subnet: Some(subnet.to_string()),
+        daemons: Vec::new(),
+        catalog: None,
+    };
+    let bundle = labels::BottleLabels {
+        role: labels::Role::Bundle,
+        daemons: daemon_names.iter().map(|d| d.to_string()).collect(),
+        catalog: Some(
+            Catalog {
+                daemons: daemons.clone(),
+            }
+            .to_json(),
+        ),
+        ..network.clone()
+    };
+    let network_labels = network.encode();
+    let container_labels = bundle.encode();
 
     let tmpfs = if profile.tmpfs.is_empty() {
         vec!["/tmp".to_string()]
