@@ -298,3 +298,21 @@ pub struct SpecArgs {
     #[arg(long = "daemon", value_name = "NAME")]
     pub daemons: Vec<String>,
 }
+
+impl Command {
+    /// The command's words as typed (`image load`), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "up",
+            Command::Down { .. } => "down",
+            Command::Ps => "ps",
+            Command::Env { .. } => "env",
+            Command::Plan(_) => "plan",
+            Command::Gc { .. } => "gc",
+            Command::Logs { .. } => "logs",
+            Command::Image(ImageCommand::Load { .. }) => "image load",
+            Command::Doctor => "doctor",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}

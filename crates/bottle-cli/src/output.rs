@@ -1,40 +1,22 @@
-//! Formatting of results on stdout: text tables for people, JSON with stable field names for
-//! scripts, and `export` lines for `eval`. The JSON shapes are documented in the crate docs
-//! (`main.rs`); renaming a field is a breaking change.
+//! Formatting of results: text tables for people, JSON with stable field names for scripts
+//! (the types of [`crate::json`], documented in `docs/OUTPUT.md`), and `export` lines for
+//! `eval`. Every renderer writes to any [`Write`]; the binary gives it stdout.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{self, Write};
 use std::time::SystemTime;
 
-use bottle_core::lifecycle::{BottleStatus, Removed};
-use bottle_core::plan::{AgentEndpoints, DaemonEndpoint};
+use bottle_core::BottleStatus;
 use serde::Serialize;
 
 use crate::cli::Output;
-use crate::exit::Failure;
-
-/// Writes to stdout. A closed pipe (`bottle ps | head -1`) is not an error worth reporting.
-pub fn emit(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
+use crate::json::{self, health_word};
 
 /// Pretty JSON and a newline.
-pub fn emit_json<T: Serialize + ?Sized>(value: &T) {
+pub fn write_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(value).expect("reports always serialize");
     text.push('\n');
-    emit(&text);
-}
-
-/// Refuses `--output env` for commands that print no variables.
-pub fn refuse_env(output: Output, command: &str) -> Result<(), Failure> {
-    if output == Output::Env {
-        return Err(Failure::input(
-            format!("--output env: `bottle {command}` prints no variables"),
-            "use --output text or --output json; `bottle up` and `bottle env` print variables",
-        ));
-    }
-    Ok(())
+    out.write_all(text.as_bytes())
 }
 
 /// A left-aligned table with a header row; the last column is not padded.
@@ -92,7 +74,7 @@ pub fn size(bytes: u64) -> String {
 
 /// A short age: `42s`, `5m`, `3h`, `2d`; `-` when unknown.
 pub fn age(created: Option<SystemTime>, now: SystemTime) -> String {
-    let Some(secs) = age_seconds(created, now) else {
+    let Some(secs) = json::age_seconds(created, now) else {
         return "-".into();
     };
     match secs {
@@ -103,47 +85,11 @@ pub fn age(created: Option<SystemTime>, now: SystemTime) -> String {
     }
 }
 
-pub fn age_seconds(created: Option<SystemTime>, now: SystemTime) -> Option<u64> {
-    created.map(|c| now.duration_since(c).map_or(0, |d| d.as_secs()))
-}
-
-/// What `up` and `env` print: the agent's endpoints and where the bottle lives.
-#[derive(Debug, Serialize)]
-pub struct EndpointsReport<'a> {
-    pub slug: &'a str,
-    pub runtime: &'a str,
-    pub prefix: &'a str,
-    pub loopback: String,
-    pub subnet: Option<String>,
-    pub network: Option<String>,
-    pub container: Option<String>,
-    pub env: &'a BTreeMap<String, String>,
-    pub allow_cidrs: &'a [String],
-    pub daemons: &'a [DaemonEndpoint],
-}
-
-impl<'a> EndpointsReport<'a> {
-    pub fn new(endpoints: &'a AgentEndpoints, runtime: &'a str, prefix: &'a str) -> Self {
-        EndpointsReport {
-            slug: &endpoints.slug,
-            runtime,
-            prefix,
-            loopback: endpoints.loopback.to_string(),
-            subnet: None,
-            network: None,
-            container: None,
-            env: &endpoints.env,
-            allow_cidrs: &endpoints.allow_cidrs,
-            daemons: &endpoints.daemons,
-        }
-    }
-}
-
-/// Prints endpoints in the chosen format.
-pub fn endpoints(output: Output, report: &EndpointsReport<'_>) {
+/// Writes endpoints in the chosen format.
+pub fn endpoints(out: &mut dyn Write, output: Output, report: &json::Endpoints) -> io::Result<()> {
     match output {
-        Output::Json => emit_json(report),
-        Output::Env => emit(&exports(report.env)),
+        Output::Json => write_json(out, report),
+        Output::Env => out.write_all(exports(&report.env).as_bytes()),
         Output::Text => {
             let mut s = format!(
                 "bottle {} on {} (loopback {}",
@@ -170,54 +116,7 @@ pub fn endpoints(output: Output, report: &EndpointsReport<'_>) {
                 "\nallow_cidrs: {}\n",
                 report.allow_cidrs.join(", ")
             ));
-            emit(&s);
-        }
-    }
-}
-
-/// One bottle of `ps --output json`.
-#[derive(Debug, Serialize)]
-pub struct PsEntry<'a> {
-    pub slug: &'a str,
-    /// `running`, `exited`, ...; `null` when the bundle container is missing.
-    pub state: Option<String>,
-    /// `starting`, `healthy`, `unhealthy`; `null` when the engine reports none.
-    pub health: Option<String>,
-    pub loopback: Option<String>,
-    pub subnet: Option<&'a str>,
-    pub daemons: &'a [String],
-    pub network: Option<&'a str>,
-    pub container: Option<&'a str>,
-    /// Seconds since the Unix epoch when the bundle was created.
-    pub created: Option<u64>,
-    pub age_seconds: Option<u64>,
-    /// Agent-facing daemons of a running bundle that do not accept connections (found by
-    /// probing their published ports; empty otherwise).
-    pub unreachable: &'a [String],
-    /// Network and bundle present, bundle running and not unhealthy, every agent-facing
-    /// daemon answering.
-    pub complete: bool,
-}
-
-impl<'a> PsEntry<'a> {
-    pub fn new(b: &'a BottleStatus, now: SystemTime) -> Self {
-        PsEntry {
-            slug: &b.slug,
-            state: b.state.as_ref().map(ToString::to_string),
-            health: b.health.map(|h| health_word(h).to_string()),
-            loopback: b.loopback.map(|l| l.to_string()),
-            subnet: b.subnet.as_deref(),
-            daemons: &b.daemons,
-            network: b.network.as_deref(),
-            container: b.container.as_deref(),
-            created: b.created.and_then(|c| {
-                c.duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_secs())
-            }),
-            age_seconds: age_seconds(b.created, now),
-            unreachable: &b.unreachable,
-            complete: b.is_complete(),
+            out.write_all(s.as_bytes())
         }
     }
 }
@@ -232,22 +131,14 @@ pub fn health_cell(b: &BottleStatus) -> String {
         .map_or_else(|| "-".to_string(), |h| health_word(h).to_string())
 }
 
-pub fn health_word(h: bottle_core::runtime::Health) -> &'static str {
-    use bottle_core::runtime::Health;
-    match h {
-        Health::Starting => "starting",
-        Health::Healthy => "healthy",
-        Health::Unhealthy => "unhealthy",
-    }
-}
-
-/// Prints `ps`.
-pub fn bottles(output: Output, bottles: &[BottleStatus]) {
+/// Writes `ps`.
+pub fn bottles(out: &mut dyn Write, output: Output, bottles: &[BottleStatus]) -> io::Result<()> {
     let now = SystemTime::now();
     match output {
         Output::Json | Output::Env => {
-            let entries: Vec<PsEntry<'_>> = bottles.iter().map(|b| PsEntry::new(b, now)).collect();
-            emit_json(&entries);
+            let entries: Vec<json::Bottle> =
+                bottles.iter().map(|b| json::Bottle::new(b, now)).collect();
+            write_json(out, &entries)
         }
         Output::Text => {
             let dash = || "-".to_string();
@@ -274,20 +165,26 @@ pub fn bottles(output: Output, bottles: &[BottleStatus]) {
                     ]
                 })
                 .collect();
-            emit(&table(
+            let text = table(
                 &[
                     "SLUG", "STATE", "HEALTH", "LOOPBACK", "SUBNET", "DAEMONS", "AGE",
                 ],
                 &rows,
-            ));
+            );
+            out.write_all(text.as_bytes())
         }
     }
 }
 
-/// Prints what `down` or `gc` removed (or would remove).
-pub fn removed(output: Output, removed: &[Removed], verb: &str) {
+/// Writes what `down` or `gc` removed (or would remove).
+pub fn removed(
+    out: &mut dyn Write,
+    output: Output,
+    removed: &[json::Removed],
+    verb: &str,
+) -> io::Result<()> {
     match output {
-        Output::Json | Output::Env => emit_json(removed),
+        Output::Json | Output::Env => write_json(out, removed),
         Output::Text => {
             let text: String = removed
                 .iter()
@@ -298,7 +195,7 @@ pub fn removed(output: Output, removed: &[Removed], verb: &str) {
                     )
                 })
                 .collect();
-            emit(&text);
+            out.write_all(text.as_bytes())
         }
     }
 }

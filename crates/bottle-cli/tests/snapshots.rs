@@ -242,7 +242,6 @@ fn on_engine(engine: Engine) {
         "image-load-json",
         json(&["image", "load", "--quiet", "--output", "json"]),
     );
-    drop(snap);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

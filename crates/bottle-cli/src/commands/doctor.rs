@@ -1,40 +1,17 @@
 //! `bottle doctor`: which engines answer, their versions and sockets, whether the reference
 //! image is present, and what to do about each problem.
 
-use bottle_core::lifecycle::DEFAULT_IMAGE;
-use serde::Serialize;
-
 use crate::cli::{Engine, Output};
 use crate::commands::Context;
 use crate::exit::Failure;
-use crate::output;
+use crate::json::{Doctor, EngineReport as Report, Problem};
 use crate::runtime::{self, Unusable};
-
-/// One engine's findings.
-#[derive(Debug, Serialize)]
-struct Report {
-    engine: &'static str,
-    /// Whether the engine answered.
-    answers: bool,
-    version: Option<String>,
-    api_version: Option<String>,
-    /// The socket or URL the adapter used (or tried).
-    endpoint: Option<String>,
-    /// Whether the reference image is present; `null` when the engine does not answer.
-    image_present: Option<bool>,
-    problems: Vec<Problem>,
-}
-
-#[derive(Debug, Serialize)]
-struct Problem {
-    problem: String,
-    hint: String,
-}
+use bottle_core::lifecycle::DEFAULT_IMAGE;
 
 async fn check(engine: Engine) -> Report {
     let name = engine.name();
     let mut report = Report {
-        engine: name,
+        engine: name.into(),
         answers: false,
         version: None,
         api_version: None,
@@ -91,26 +68,18 @@ async fn check(engine: Engine) -> Report {
     report
 }
 
-#[derive(Debug, Serialize)]
-struct Doctor<'a> {
-    /// The engine commands would use (with `--runtime`, that one), if it answers.
-    selected: Option<&'static str>,
-    engines: &'a [Report],
-}
-
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
-    output::refuse_env(ctx.global.output, "doctor")?;
     let (docker, podman) = tokio::join!(check(Engine::Docker), check(Engine::Podman));
     let reports = [docker, podman];
     let selected = reports
         .iter()
         .filter(|r| ctx.global.runtime.is_none_or(|e| e.name() == r.engine))
         .find(|r| r.answers)
-        .map(|r| r.engine);
+        .map(|r| r.engine.clone());
     if ctx.global.output == Output::Json {
-        output::emit_json(&Doctor {
-            selected,
-            engines: &reports,
+        ctx.emit_json(&Doctor {
+            selected: selected.clone(),
+            engines: reports.to_vec(),
         });
     } else {
         let mut s = String::new();
@@ -131,11 +100,11 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                 s.push_str(&format!("  problem: {}\n  hint: {}\n", p.problem, p.hint));
             }
         }
-        match selected {
+        match &selected {
             Some(engine) => s.push_str(&format!("\nbottle will use {engine}\n")),
             None => s.push_str("\nno usable engine\n"),
         }
-        output::emit(&s);
+        ctx.emit(&s);
     }
     if selected.is_some() {
         Ok(())

@@ -2,26 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::cli::Output;
 use crate::commands::Context;
 use crate::exit::Failure;
-use crate::output;
+use crate::json;
 use crate::progress::Spinner;
 
 /// The archive's file name that `cargo xtask image` writes into `target/`.
 const ARCHIVE: &str = "bottle-sidecars.tar";
 
-#[derive(Debug, Serialize)]
-struct Loaded<'a> {
-    runtime: &'a str,
-    archive: &'a Path,
-    images: &'a [String],
-}
-
 pub async fn load(ctx: &Context, archive: Option<PathBuf>) -> Result<(), Failure> {
-    output::refuse_env(ctx.global.output, "image load")?;
     let archive = find_archive(archive)?;
     let engine = ctx.connect().await?;
     let spinner = Spinner::new(ctx.show_progress());
@@ -32,16 +22,16 @@ pub async fn load(ctx: &Context, archive: Option<PathBuf>) -> Result<(), Failure
     ));
     let images = engine.runtime.load_image(&archive).await?;
     spinner.finish();
-    let loaded = Loaded {
-        runtime: engine.engine.name(),
-        archive: &archive,
-        images: &images,
+    let loaded = json::ImageLoaded {
+        runtime: engine.engine.name().into(),
+        archive: archive.clone(),
+        images,
     };
     match ctx.global.output {
-        Output::Json | Output::Env => output::emit_json(&loaded),
-        Output::Text => output::emit(&format!(
+        Output::Json | Output::Env => ctx.emit_json(&loaded),
+        Output::Text => ctx.emit(&format!(
             "loaded {} into {} from {}\n",
-            images.join(", "),
+            loaded.images.join(", "),
             loaded.runtime,
             archive.display()
         )),

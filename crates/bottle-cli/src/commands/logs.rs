@@ -1,14 +1,12 @@
 //! `bottle logs`: the bundle container's output.
 
-use std::io::Write;
-
 use bottle_core::runtime::LogOptions;
 use bottle_core::Error;
 
 use crate::cli::Output;
 use crate::commands::{check_slug, Context};
 use crate::exit::Failure;
-use crate::output;
+use crate::json;
 
 pub async fn run(
     ctx: &Context,
@@ -16,7 +14,6 @@ pub async fn run(
     follow: bool,
     tail: Option<usize>,
 ) -> Result<(), Failure> {
-    output::refuse_env(ctx.global.output, "logs")?;
     check_slug(slug)?;
     let (lifecycle, engine) = ctx.lifecycle().await?;
     // Only a bundle of ours (found by labels), never a stray container named like one.
@@ -27,17 +24,18 @@ pub async fn run(
         .find(|b| b.slug == slug)
         .and_then(|b| b.container)
         .ok_or_else(|| Error::NotUp { slug: slug.into() })?;
-    let json = ctx.global.output == Output::Json;
+    let as_json = ctx.global.output == Output::Json;
+    // A closed pipe (`bottle logs x | head`) ends the stream.
     let mut sink = |line: String| {
-        let mut out = std::io::stdout().lock();
-        let written = if json {
-            let line = serde_json::json!({ "line": line });
-            writeln!(out, "{line}")
-        } else {
-            writeln!(out, "{line}")
-        };
-        // A closed pipe (`bottle logs x | head`) ends the stream.
-        written.and_then(|()| out.flush()).is_ok()
+        ctx.write(|out| {
+            if as_json {
+                let line = serde_json::to_string(&json::LogLine { line })
+                    .expect("a line always serializes");
+                writeln!(out, "{line}")
+            } else {
+                writeln!(out, "{line}")
+            }
+        })
     };
     engine
         .runtime

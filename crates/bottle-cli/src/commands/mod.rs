@@ -12,22 +12,65 @@ mod plan;
 mod ps;
 mod up;
 
-use bottle_core::{Lifecycle, LifecycleConfig};
+use std::io::Write;
+use std::sync::Mutex;
 
-use crate::cli::{Cli, Command, Global, ImageCommand};
+use bottle_core::{Lifecycle, LifecycleConfig};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, Global, ImageCommand, Output};
 use crate::exit::Failure;
+use crate::output;
 use crate::runtime::{self, Connected};
 
-/// What every command gets.
-#[derive(Debug)]
+/// What every command gets: the global options and where results go.
 pub struct Context {
     pub global: Global,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("global", &self.global)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Context {
+    /// A context whose results go to `out` (the binary gives it stdout).
+    pub fn new(global: Global, out: Box<dyn Write + Send>) -> Self {
+        Context {
+            global,
+            out: Mutex::new(out),
+        }
+    }
+
     /// Whether to draw progress on stderr.
     pub fn show_progress(&self) -> bool {
         !self.global.quiet
+    }
+
+    /// Whether informational text lines are wanted (text output without `--quiet`).
+    pub fn says(&self) -> bool {
+        self.global.output == Output::Text && !self.global.quiet
+    }
+
+    /// Runs a renderer on the output and flushes it. A closed pipe (`bottle ps | head -1`)
+    /// is not an error worth reporting; the caller learns of it from the result.
+    pub fn write(&self, render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> bool {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        render(&mut **out).and_then(|()| out.flush()).is_ok()
+    }
+
+    /// Writes text.
+    pub fn emit(&self, text: &str) {
+        self.write(|out| out.write_all(text.as_bytes()));
+    }
+
+    /// Writes a report as pretty JSON.
+    pub fn emit_json<T: Serialize + ?Sized>(&self, value: &T) {
+        self.write(|out| output::write_json(out, value));
     }
 
     /// Connects to the engine (`--runtime` or the first that answers).
@@ -59,10 +102,26 @@ fn check_prefix(prefix: &str) -> Result<(), Failure> {
     })
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<(), Failure> {
+/// Refuses `--output env` for a command that prints no variables: the one check for every
+/// command (only `up` and `env` print variables).
+fn refuse_env(command: &Command, output: Output) -> Result<(), Failure> {
+    if output != Output::Env || matches!(command, Command::Up(_) | Command::Env { .. }) {
+        return Ok(());
+    }
+    Err(Failure::input(
+        format!(
+            "--output env: `bottle {}` prints no variables",
+            command.name()
+        ),
+        "use --output text or --output json; `bottle up` and `bottle env` print variables",
+    ))
+}
+
+/// Runs the parsed command line, writing results to `out`.
+pub async fn run(cli: Cli, out: Box<dyn Write + Send>) -> Result<(), Failure> {
     check_prefix(&cli.global.prefix)?;
-    let ctx = Context { global: cli.global };
+    refuse_env(&cli.command, cli.global.output)?;
+    let ctx = Context::new(cli.global, out);
     match cli.command {
         Command::Up(args) => up::run(&ctx, &args).await,
         Command::Down { slugs, all } => down::run(&ctx, &slugs, all).await,
@@ -73,6 +132,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs { slug, follow, tail } => logs::run(&ctx, &slug, follow, tail).await,
         Command::Image(ImageCommand::Load { archive }) => image::load(&ctx, archive).await,
         Command::Doctor => doctor::run(&ctx).await,
-        Command::Completions { shell } => completions::run(shell),
+        Command::Completions { shell } => completions::run(&ctx, shell),
     }
 }

@@ -5,16 +5,16 @@ use bottle_core::plan::PlannedEnv;
 use crate::cli::{Output, SpecArgs};
 use crate::commands::Context;
 use crate::exit::Failure;
+use crate::json;
 use crate::output::{self, table};
 use crate::spec_input;
 
 pub async fn run(ctx: &Context, args: &SpecArgs) -> Result<(), Failure> {
-    output::refuse_env(ctx.global.output, "plan")?;
     let spec = spec_input::build(args)?;
     let (lifecycle, _) = ctx.lifecycle().await?;
     let plan = lifecycle.plan(&spec).await?;
     if ctx.global.output == Output::Json {
-        output::emit_json(&plan);
+        ctx.emit_json(&json::Plan::from(&plan));
         return Ok(());
     }
     let mut s = format!(
@@ -64,6 +64,6 @@ pub async fn run(ctx: &Context, args: &SpecArgs) -> Result<(), Failure> {
             if m.read_only { " (read-only)" } else { "" }
         ));
     }
-    output::emit(&s);
+    ctx.emit(&s);
     Ok(())
 }

@@ -5,8 +5,8 @@ use crate::exit::Failure;
 use crate::output;
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
-    output::refuse_env(ctx.global.output, "ps")?;
     let (lifecycle, _) = ctx.lifecycle().await?;
-    output::bottles(ctx.global.output, &lifecycle.list().await?);
+    let bottles = lifecycle.list().await?;
+    ctx.write(|out| output::bottles(out, ctx.global.output, &bottles));
     Ok(())
 }

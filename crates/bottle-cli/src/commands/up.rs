@@ -3,7 +3,8 @@
 use crate::cli::SpecArgs;
 use crate::commands::Context;
 use crate::exit::Failure;
-use crate::output::{self, EndpointsReport};
+use crate::json;
+use crate::output;
 use crate::progress::Spinner;
 use crate::spec_input;
 
@@ -20,10 +21,10 @@ pub async fn run(ctx: &Context, args: &SpecArgs) -> Result<(), Failure> {
     let bottle = lifecycle.up_until(&spec, &spinner, interrupt).await?;
     drop(spinner);
     let mut report =
-        EndpointsReport::new(&bottle.endpoints, engine.engine.name(), &ctx.global.prefix);
+        json::Endpoints::new(&bottle.endpoints, engine.engine.name(), &ctx.global.prefix);
     report.subnet = Some(bottle.plan.subnet.to_string());
     report.network = Some(bottle.plan.network_name.clone());
     report.container = Some(bottle.plan.container_name.clone());
-    output::endpoints(ctx.global.output, &report);
+    ctx.write(|out| output::endpoints(out, ctx.global.output, &report));
     Ok(())
 }
