@@ -82,7 +82,8 @@ async fn work(args: &[String], idle_rss: u64) -> String {
         Some(i) => (&args[..i], args.get(i + 1).map(PathBuf::from)),
         None => (args, None),
     };
-    let engine = |s: &str| Engine::parse(s).ok_or_else(|| format!("unknown engine {s}"));
+    let engine =
+        |s: &str| bottle_bench::engine::parse(s).ok_or_else(|| format!("unknown engine {s}"));
     let contender = |s: &str| Contender::parse(s).ok_or_else(|| format!("unknown contender {s}"));
     let number = |s: &str| s.parse::<usize>().map_err(|e| format!("{s}: {e}"));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -91,7 +92,7 @@ async fn work(args: &[String], idle_rss: u64) -> String {
             let result = async {
                 let (c, e) = (contender(c)?, engine(e)?);
                 let slot: u8 = slot.parse().map_err(|_| format!("bad slot {slot}"))?;
-                let api = Api::new(e);
+                let api = Api::connect(e).await?;
                 let mut run: Box<dyn Contend> = if c == Contender::Testcontainers {
                     Box::new(Testcontainers::new(e, Job::new(slug, slot)))
                 } else {

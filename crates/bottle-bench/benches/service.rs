@@ -900,7 +900,7 @@ async fn drive(opts: Options) -> Result<(), String> {
 }
 
 fn report_num(v: Option<f64>, decimals: usize) -> String {
-    bottle_bench::proxy::report::num(v, decimals)
+    bottle_bench::stats::num(v, decimals)
 }
 
 fn main() -> ExitCode {

@@ -249,19 +249,7 @@ impl Contend for Floor {
 
 /// Connects bottle's runtime for `engine`, as the CLI does.
 pub async fn connect_runtime(engine: Engine) -> Result<Arc<dyn ContainerRuntime>, String> {
-    let rt: Arc<dyn ContainerRuntime> = match engine {
-        Engine::Docker => Arc::new(
-            bottle_docker::DockerRuntime::connect()
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
-        Engine::Podman => Arc::new(
-            bottle_podman::PodmanRuntime::connect()
-                .await
-                .map_err(|e| e.to_string())?,
-        ),
-    };
-    Ok(rt)
+    Ok(crate::engine::connect(engine).await?.runtime)
 }
 
 /// The lifecycle with its default configuration, except the benchmark's prefix and pools.
@@ -426,7 +414,7 @@ pub struct EngineCli {
 
 impl EngineCli {
     fn command(&self) -> Command {
-        Command::new(self.engine.cli())
+        Command::new(self.engine.name())
     }
 }
 
@@ -489,7 +477,7 @@ impl Contend for EngineCli {
             c.args(["port", &job.container, &format!("{p}/tcp")]);
             let out = run(c).await?;
             let host = parse_port_line(&out)
-                .ok_or_else(|| format!("{} port: cannot read {out:?}", self.engine.cli()))?;
+                .ok_or_else(|| format!("{} port: cannot read {out:?}", self.engine.name()))?;
             ports.insert(*p, host);
         }
         wait_ports(job.loopback, &ports, connect_once).await?;

@@ -98,7 +98,7 @@ impl Options {
                 "--engine" => {
                     o.engines = match v {
                         "both" | "all" => Engine::ALL.to_vec(),
-                        one => list(one, Engine::parse, "--engine")?,
+                        one => list(one, crate::engine::parse, "--engine")?,
                     }
                 }
                 "--rounds" => o.rounds = number(v, flag)?.max(1),
@@ -148,11 +148,14 @@ async fn worker<T: for<'de> Deserialize<'de>>(
     if let Some(bin) = bottle_bin {
         cmd.arg("--bottle-bin").arg(bin);
     }
-    if let Some(engine) = args.get(2).and_then(|e| Engine::parse(e)) {
+    if let Some(engine) = args.get(2).and_then(|e| crate::engine::parse(e)) {
         // testcontainers finds its engine through DOCKER_HOST; Podman serves the Docker API on
         // its socket too.
         if args.get(1).map(String::as_str) == Some(Contender::Testcontainers.name()) {
-            cmd.env("DOCKER_HOST", format!("unix://{}", engine.socket()));
+            cmd.env(
+                "DOCKER_HOST",
+                format!("unix://{}", crate::engine::socket(engine).await?),
+            );
         }
     }
     cmd.stdin(std::process::Stdio::null())
@@ -362,7 +365,7 @@ pub async fn drive(opts: Options) -> Result<(), String> {
     let mut machine = Machine::read();
     let mut reports = Vec::new();
     for &engine in &opts.engines {
-        let api = Api::new(engine);
+        let api = Api::connect(engine).await?;
         say(&format!("preparing {}", engine.name()));
         let version = prepare(&api, &opts).await?;
         let t = Instant::now();

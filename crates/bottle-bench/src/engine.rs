@@ -13,8 +13,10 @@ use crate::job::Job;
 /// Every object the benchmark creates has a name starting with this, and only those are swept.
 pub const PREFIX: &str = "bt-bench";
 
-/// The bundle image every contender starts.
-pub const IMAGE: &str = "bottle-sidecars:latest";
+/// Which container engine: the CLI's choice of engines.
+pub use bottle_cli::cli::Engine;
+/// The bundle image every contender starts: the CLI's.
+pub use bottle_cli::DEFAULT_IMAGE as IMAGE;
 
 /// An image whose PID 1 ignores SIGTERM (see [`Api::make_sigterm_deaf_image`]).
 pub const DEAF_IMAGE: &str = "bt-bench-sigterm-deaf:latest";
@@ -22,49 +24,30 @@ pub const DEAF_IMAGE: &str = "bt-bench-sigterm-deaf:latest";
 /// The image's entrypoint binary.
 const BIN: &str = "/usr/local/bin/bottle-sidecars";
 
-/// Which container engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Engine {
-    Docker,
-    Podman,
+/// An engine by its name (`docker`, `podman`), as `--runtime` takes it.
+pub fn parse(name: &str) -> Option<Engine> {
+    Engine::ALL.into_iter().find(|e| e.name() == name)
 }
 
-impl Engine {
-    pub const ALL: [Engine; 2] = [Engine::Docker, Engine::Podman];
+/// Connects to `engine` as the CLI does (its sockets, its errors).
+pub async fn connect(engine: Engine) -> Result<bottle_cli::runtime::Connected, String> {
+    bottle_cli::runtime::connect(engine)
+        .await
+        .map_err(|why| why.into_failure().to_string())
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Engine> {
-        match s {
-            "docker" => Some(Engine::Docker),
-            "podman" => Some(Engine::Podman),
-            _ => None,
-        }
-    }
-
-    /// The API socket: `DOCKER_HOST` / `CONTAINER_HOST` when they name a unix socket, else the
-    /// rootful default.
-    pub fn socket(self) -> String {
-        let (var, default) = match self {
-            Engine::Docker => ("DOCKER_HOST", "/var/run/docker.sock"),
-            Engine::Podman => ("CONTAINER_HOST", "/run/podman/podman.sock"),
-        };
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.strip_prefix("unix://").map(String::from))
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    /// The engine's own command line tool.
-    pub fn cli(self) -> &'static str {
-        self.name()
-    }
+/// The unix socket the CLI's adapter for `engine` found answering.
+pub async fn socket(engine: Engine) -> Result<String, String> {
+    let endpoint = connect(engine).await?.info.endpoint;
+    endpoint
+        .strip_prefix("unix://")
+        .map(String::from)
+        .ok_or_else(|| {
+            format!(
+                "the {} engine answers at {endpoint}: the benchmark's raw client needs a unix socket",
+                engine.name()
+            )
+        })
 }
 
 /// The raw engine API of one engine.
@@ -79,11 +62,12 @@ pub struct Api {
 const LIBPOD: &str = "/v4.0.0/libpod";
 
 impl Api {
-    pub fn new(engine: Engine) -> Self {
-        Api {
+    /// The raw API of `engine`, on the socket the CLI's adapter connects to.
+    pub async fn connect(engine: Engine) -> Result<Self, String> {
+        Ok(Api {
             engine,
-            http: UnixHttp::new(engine.socket()),
-        }
+            http: UnixHttp::new(socket(engine).await?),
+        })
     }
 
     /// The engine's version, or why it does not answer.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::contenders::Contender;
 use crate::driver::{Measured, Options};
 use crate::engine::Engine;
-use crate::stats::{pairwise, summary, Summary};
+use crate::stats::{median, pairwise, some, summary, Summary};
 use crate::worker::Round;
 
 /// Where the results section of the benchmarks document starts and ends.
@@ -82,10 +82,6 @@ fn values(rounds: &[Option<Round>], f: impl Fn(&Round) -> f64) -> Vec<Option<f64
     rounds.iter().map(|r| r.as_ref().map(&f)).collect()
 }
 
-fn some(v: &[Option<f64>]) -> Vec<f64> {
-    v.iter().flatten().copied().collect()
-}
-
 fn ms(s: &Option<Summary>) -> String {
     s.map_or("–".into(), |s| format!("{:.0}", s.median))
 }
@@ -130,8 +126,8 @@ fn keys(m: &Measured, c: Contender) -> Key {
         None => (None, None),
     };
     Key {
-        up: summary(&some(&up)).map(|s| s.median),
-        down: summary(&some(&down)).map(|s| s.median),
+        up: median(&up),
+        down: median(&down),
         up_ratio,
         down_ratio,
     }
@@ -472,14 +468,5 @@ pub fn render(
 
 /// Replaces the text between [`BEGIN`] and [`END`] in `doc` with `text`.
 pub fn update_doc(doc: &Path, text: &str) -> Result<(), String> {
-    let old =
-        std::fs::read_to_string(doc).map_err(|e| format!("reading {}: {e}", doc.display()))?;
-    let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) else {
-        return Err(format!(
-            "{} has no {BEGIN} ... {END} section to replace",
-            doc.display()
-        ));
-    };
-    let new = format!("{}{BEGIN}\n{text}{}", &old[..b], &old[e..]);
-    std::fs::write(doc, new).map_err(|e| format!("writing {}: {e}", doc.display()))
+    crate::stats::update_section(doc, BEGIN, END, text)
 }

@@ -1,4 +1,9 @@
-//! Medians, quartiles and pairwise ratios.
+//! Medians, quartiles and pairwise ratios, and what every part's report shares: a
+//! contender's values round by round, their median, a number or a dash, and replacing a
+//! report's section of the benchmarks document.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The spread of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,6 +49,53 @@ pub fn pairwise(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
             _ => None,
         })
         .collect()
+}
+
+/// One value per timed round of contender `c` (`None` where the round failed or the value is
+/// missing).
+pub fn values<C: Ord, S>(
+    rounds: &BTreeMap<C, Vec<Option<S>>>,
+    c: &C,
+    f: impl Fn(&S) -> Option<f64>,
+) -> Vec<Option<f64>> {
+    rounds
+        .get(c)
+        .map(|v| v.iter().map(|s| s.as_ref().and_then(&f)).collect())
+        .unwrap_or_default()
+}
+
+/// Whether contender `c` has at least one round.
+pub fn has<C: Ord, S>(rounds: &BTreeMap<C, Vec<Option<S>>>, c: &C) -> bool {
+    rounds.get(c).is_some_and(|v| v.iter().any(Option::is_some))
+}
+
+/// The values of the rounds that have one.
+pub fn some(v: &[Option<f64>]) -> Vec<f64> {
+    v.iter().flatten().copied().collect()
+}
+
+/// The median of the rounds that have a value.
+pub fn median(v: &[Option<f64>]) -> Option<f64> {
+    summary(&some(v)).map(|s| s.median)
+}
+
+/// A number with `decimals` places, or a dash.
+pub fn num(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.decimals$}"))
+}
+
+/// Replaces the text between the markers `begin` and `end` in `doc` with `text`.
+pub fn update_section(doc: &Path, begin: &str, end: &str, text: &str) -> Result<(), String> {
+    let old =
+        std::fs::read_to_string(doc).map_err(|e| format!("reading {}: {e}", doc.display()))?;
+    let (Some(b), Some(e)) = (old.find(begin), old.find(end)) else {
+        return Err(format!(
+            "{} has no {begin} ... {end} section to replace",
+            doc.display()
+        ));
+    };
+    let new = format!("{}{begin}\n{text}{}", &old[..b], &old[e..]);
+    std::fs::write(doc, new).map_err(|e| format!("writing {}: {e}", doc.display()))
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ pub async fn prepare(
     let job = Job::new(slug, slot);
     Ok(match contender {
         Contender::Floor | Contender::FloorIdle => Box::new(contenders::Floor {
-            api: Api::new(engine),
+            api: Api::connect(engine).await?,
             job,
             idle: contender == Contender::FloorIdle,
         }),
@@ -228,7 +228,7 @@ pub async fn scale(
     if n > 250 {
         return Err("scale runs at most 250 bottles (one /24 of 10.230.0.0/16 each)".into());
     }
-    let api = Api::new(engine);
+    let api = Api::connect(engine).await?;
     let timed = match contender {
         Contender::Library => Some(contenders::timed(
             contenders::connect_runtime(engine).await?,
@@ -297,7 +297,7 @@ pub struct Deaf {
 /// Brings up a bottle of [`DEAF_IMAGE`] with the library, proves that its PID 1 ignores SIGTERM,
 /// then times `down`.
 pub async fn deaf(engine: Engine, slug: &str) -> Result<Deaf, String> {
-    let api = Api::new(engine);
+    let api = Api::connect(engine).await?;
     let lifecycle = contenders::lifecycle(contenders::connect_runtime(engine).await?);
     let mut spec = bottle_core::BottleSpec::new(slug);
     spec.image = DEAF_IMAGE.to_string();

@@ -418,12 +418,12 @@ pub async fn drive(opts: Options) -> Result<(), String> {
                 c.name(),
                 r + 1,
                 if timed { "" } else { " (warm-up)" },
-                report::num(s.new_rps, 0),
-                report::num(s.new_p50_ms, 2),
-                report::num(s.new_p99_ms, 2),
-                report::num(s.keepalive_rps, 0),
-                report::num(s.tunnel_up_mbs, 0),
-                report::num(s.tunnel_down_mbs, 0),
+                crate::stats::num(s.new_rps, 0),
+                crate::stats::num(s.new_p50_ms, 2),
+                crate::stats::num(s.new_p99_ms, 2),
+                crate::stats::num(s.keepalive_rps, 0),
+                crate::stats::num(s.tunnel_up_mbs, 0),
+                crate::stats::num(s.tunnel_down_mbs, 0),
                 if s.failures.is_empty() {
                     String::new()
                 } else {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::peers::Contender;
 use super::{Measured, Options, Sample};
 use crate::report::Machine;
-use crate::stats::{pairwise, summary, Summary};
+use crate::stats::{self, median, num, pairwise, summary, Summary};
 
 /// Where the proxy results section of the benchmarks document starts and ends.
 pub const BEGIN: &str = "<!-- bench-proxy:begin -->";
@@ -16,11 +16,6 @@ pub const END: &str = "<!-- bench-proxy:end -->";
 
 /// The least fraction of direct bottle's proxy must reach on each throughput measure.
 pub const TARGET_VS_DIRECT: f64 = 0.8;
-
-/// A number with `decimals` places, or a dash.
-pub fn num(v: Option<f64>, decimals: usize) -> String {
-    v.map_or("–".into(), |v| format!("{v:.decimals$}"))
-}
 
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
@@ -72,14 +67,7 @@ const METRICS: [Metric; 6] = [
 ];
 
 fn values(m: &Measured, c: Contender, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Option<f64>> {
-    m.rounds
-        .get(&c)
-        .map(|v| v.iter().map(|s| s.as_ref().and_then(&f)).collect())
-        .unwrap_or_default()
-}
-
-fn median(v: &[Option<f64>]) -> Option<f64> {
-    summary(&v.iter().flatten().copied().collect::<Vec<_>>()).map(|s| s.median)
+    stats::values(&m.rounds, &c, f)
 }
 
 /// Pairwise ratio `a ÷ b` round by round, summarised.
@@ -97,9 +85,7 @@ fn ratio_cell(s: Option<Summary>) -> String {
 }
 
 fn has(m: &Measured, c: Contender) -> bool {
-    m.rounds
-        .get(&c)
-        .is_some_and(|v| v.iter().any(Option::is_some))
+    stats::has(&m.rounds, &c)
 }
 
 /// The side-by-side table with the targets.
@@ -292,16 +278,7 @@ pub fn render(opts: &Options, machine: &Machine, m: &Measured, took: Duration) -
 
 /// Replaces the text between [`BEGIN`] and [`END`] in `doc` with `text`.
 pub fn update_doc(doc: &Path, text: &str) -> Result<(), String> {
-    let old =
-        std::fs::read_to_string(doc).map_err(|e| format!("reading {}: {e}", doc.display()))?;
-    let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) else {
-        return Err(format!(
-            "{} has no {BEGIN} ... {END} section to replace",
-            doc.display()
-        ));
-    };
-    let new = format!("{}{BEGIN}\n{text}{}", &old[..b], &old[e..]);
-    std::fs::write(doc, new).map_err(|e| format!("writing {}: {e}", doc.display()))
+    crate::stats::update_section(doc, BEGIN, END, text)
 }
 
 #[cfg(test)]

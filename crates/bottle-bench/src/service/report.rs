@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{Contender, Measured, Options, Sample, MANY_SECRETS, SSE_EVENTS};
-use crate::proxy::report::num;
 use crate::report::Machine;
-use crate::stats::{pairwise, summary, Summary};
+use crate::stats::{self, median, num, pairwise, summary, Summary};
 
 /// The most a service may add to a request's p50 latency, ms.
 pub const TARGET_ADDED_P50_MS: f64 = 1.0;
@@ -75,14 +74,7 @@ fn metrics(o: &Options) -> [(String, Metric); 6] {
 }
 
 fn values(m: &Measured, c: Contender, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Option<f64>> {
-    m.rounds
-        .get(&c)
-        .map(|v| v.iter().map(|s| s.as_ref().and_then(&f)).collect())
-        .unwrap_or_default()
-}
-
-fn median(v: &[Option<f64>]) -> Option<f64> {
-    summary(&v.iter().flatten().copied().collect::<Vec<_>>()).map(|s| s.median)
+    stats::values(&m.rounds, &c, f)
 }
 
 /// `f(a, b)` round by round, skipping rounds where either failed.
@@ -103,9 +95,7 @@ fn spread(s: Option<Summary>, decimals: usize, unit: &str) -> String {
 }
 
 fn has(m: &Measured, c: Contender) -> bool {
-    m.rounds
-        .get(&c)
-        .is_some_and(|v| v.iter().any(Option::is_some))
+    stats::has(&m.rounds, &c)
 }
 
 /// The side-by-side table.
