@@ -109,6 +109,9 @@ pub struct PublishSpec {
     pub host_ip: Ipv4Addr,
 }
 
+/// The mount options every tmpfs of [`Security::tmpfs`] has (its size is the engine's).
+pub const TMPFS_OPTIONS: [&str; 4] = ["rw", "nosuid", "nodev", "noexec"];
+
 /// Hardening of the container. Every field must show up in the engine's inspect output.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Security {
