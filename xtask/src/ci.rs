@@ -7,12 +7,13 @@ use std::time::Instant;
 
 use crate::util::{cargo, run as sh};
 
-/// fmt check, clippy with warnings denied, engines, reference image, every test, then the
+/// fmt check, tidy, clippy with warnings denied, engines, reference image, every test, then the
 /// README's adapter guide built as a crate outside the workspace.
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--no-engines");
     let started = Instant::now();
     stage("format", || sh(cargo().args(["fmt", "--all", "--check"])))?;
+    stage("tidy", || crate::tidy::run(&[]))?;
     stage("clippy", || {
         sh(cargo().args([
             "clippy",

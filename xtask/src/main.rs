@@ -8,6 +8,7 @@ mod demo;
 mod engines;
 mod guide;
 mod image;
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
@@ -16,13 +17,15 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
-  ci        fmt check, clippy (warnings denied), engines, reference image, every test
+  ci        fmt check, tidy, clippy (warnings denied), engines, reference image, every test
   demo      one bottle end to end: engine, image, up, an allowed and a denied request, down
   bench     benchmarks: bring-up and teardown against the engine's raw API floor, and
             the egress proxy against direct, tinyproxy and squid (bench proxy: that part only)
   engines   make Docker and Podman reachable (install and start them when absent)
   guide     build the README's adapter guide as a crate outside the workspace and test it
   image     build the reference bundle image archive (target/bottle-sidecars.tar)
+  tidy      rules the compiler does not check: bottle-core free of engine SDKs and HTTP,
+            no printing in libraries, no paths of a developer's machine, module docs
   help      this text
 ";
 
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         "engines" => engines::run(rest),
         "guide" => guide::run_guide(rest),
         "image" => image::run(rest).map(drop),
+        "tidy" => tidy::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

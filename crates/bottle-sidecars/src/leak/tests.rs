@@ -1,3 +1,6 @@
+//! Tests of the credential scanner: every encoded form of a secret, near misses, each
+//! well-known format, findings that never carry the value.
+
 use super::*;
 
 const CANARY: &str = "canary-7Hq2pZx9Lw4Rt";
