@@ -4,7 +4,7 @@
 use std::fmt;
 use std::process::ExitCode;
 
-use bottle_core::{Error, ErrorKind, RuntimeError};
+use bottle_core::{Advice, Error, ErrorKind, RuntimeError};
 
 /// Any failure that is neither bad input nor a missing engine.
 pub const FAILURE: u8 = 1;
@@ -94,6 +94,34 @@ impl fmt::Display for Failure {
     }
 }
 
+/// The error's message, then what to do about it (worded from [`Error::advice`]) after a colon.
+fn with_advice(error: &Error) -> String {
+    if let Error::CleanupFailed { original, cleanup } = error {
+        let cleanup: Vec<String> = cleanup.iter().map(ToString::to_string).collect();
+        return format!(
+            "{}; cleanup also failed, leaving objects behind ({}): run `bottle gc`",
+            with_advice(original),
+            cleanup.join("; ")
+        );
+    }
+    let advice = match error.advice() {
+        Advice::FreePool { .. } => {
+            "tear down unused bottles (`bottle down`, `bottle gc`) or configure a larger pool"
+                .to_string()
+        }
+        Advice::ReadLogs { slug } => format!("read the bundle's output with `bottle logs {slug}`"),
+        Advice::RecreateBottle { slug } => {
+            format!("bring it back with `bottle down {slug}` then `bottle up {slug}`")
+        }
+        Advice::ReadLogsThenRecreate { slug } => {
+            format!("read `bottle logs {slug}`, then `bottle down {slug}` and `bottle up {slug}`")
+        }
+        Advice::CollectGarbage => "run `bottle gc`".to_string(),
+        _ => return error.to_string(),
+    };
+    format!("{error}: {advice}")
+}
+
 /// The exit code of a core error kind.
 pub fn code_of(kind: ErrorKind) -> u8 {
     match kind {
@@ -156,7 +184,7 @@ impl From<Error> for Failure {
             | Error::PortNotAssigned { .. }
             | Error::NotReady { .. }
             | Error::CleanupFailed { .. }
-            | Error::Interrupted { .. } => (error.to_string(), None),
+            | Error::Interrupted { .. } => (with_advice(&error), None),
             _ => (
                 error.to_string(),
                 Some("run again with -vv for the engine's details, and `bottle doctor`".into()),

@@ -44,7 +44,9 @@ pub use async_trait::async_trait;
 pub use ipnet;
 
 pub use catalog::{Catalog, DaemonDef, Facing, When};
-pub use error::{Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult};
+pub use error::{
+    Advice, Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult, Unusable,
+};
 pub use intercept::{Call, Hook, Intercepted};
 pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
 pub use memory::InMemoryRuntime;

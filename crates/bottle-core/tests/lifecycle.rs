@@ -13,7 +13,8 @@ use bottle_core::plan::Pools;
 use bottle_core::runtime::{Limits, Mount};
 use bottle_core::spec::{BottleSpec, EnvEntry, LoopbackChoice};
 use bottle_core::{
-    labels, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding, RuntimeError,
+    labels, Advice, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding,
+    RuntimeError,
 };
 
 const IMAGE: &str = "bottle-sidecars:latest";
@@ -413,7 +414,7 @@ async fn a_failed_cleanup_is_reported_with_the_original_error_and_gc_finishes_it
         2,
         "container removal failed, so did the network's: {cleanup:?}"
     );
-    assert!(err.to_string().contains("bottle gc"), "{err}");
+    assert_eq!(err.advice(), Advice::CollectGarbage, "{err:?}");
     assert!(!rt.is_empty());
     let removed = lc.gc(false).await.unwrap();
     assert_eq!(removed.len(), 2, "{removed:?}");
@@ -430,8 +431,16 @@ async fn daemons_that_never_answer_fail_up_naming_the_daemon_and_roll_back() {
         let lc = lifecycle(&rt, "bt-ready");
         let err = lc.up(&spec("slow"), &NoProgress).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotReady, "{forwarding:?}: {err}");
-        assert!(err.to_string().contains("pipelock"), "{err}");
-        assert!(err.to_string().contains("bottle logs slow"), "{err}");
+        assert!(
+            matches!(&err, Error::NotReady { slug, daemon, .. } if slug == "slow" && daemon == "pipelock"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.advice(),
+            Advice::ReadLogs {
+                slug: "slow".into()
+            }
+        );
         assert!(rt.is_empty());
     }
 }
@@ -713,7 +722,14 @@ async fn the_image_catalog_is_planned_with_and_a_missing_daemon_is_refused_befor
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ImageMissing, "{err}");
-    assert!(err.to_string().contains("bottle image load"), "{err}");
+    assert!(
+        matches!(&err, Error::ImageMissing { image, .. } if image == "absent:1"),
+        "{err:?}"
+    );
+    assert!(
+        matches!(err.advice(), Advice::LoadImage { image, .. } if image == "absent:1"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::inside::{fresh_network, selfcheck_spec};
 use super::objects::host_ports;
 use super::{host, remove_all, Fixture};
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, ObjectKind, RuntimeError};
 use crate::runtime::{ContainerRuntime, LabelSelector};
 
 /// Removing a running container whose PID 1 ignores SIGTERM kills it at once.
@@ -154,8 +154,14 @@ pub async fn errors_keep_their_source_and_name_the_object(
     remove_all(rt, fx, case).await;
     let name = fx.name(case, "never-created");
     let err = rt.inspect_container(&name).await.expect_err("missing");
-    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    assert!(err.to_string().contains(&name), "names {name}: {err}");
+    assert!(
+        matches!(&err, RuntimeError::NotFound { kind: ObjectKind::Container, name: n, .. } if *n == name),
+        "NotFound naming {name}: {err:?}"
+    );
+    assert!(
+        err.to_string().contains(&name),
+        "the message names {name}: {err}"
+    );
     assert!(
         std::error::Error::source(&err).is_some(),
         "NotFound keeps the engine's error as its source: {err:?}"
@@ -165,8 +171,15 @@ pub async fn errors_keep_their_source_and_name_the_object(
     let spec = fx.container(case, &net, &[]);
     rt.create_container(&spec).await.expect("create");
     let err = rt.create_container(&spec).await.expect_err("name taken");
-    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
-    assert!(err.to_string().contains(&spec.name), "names it: {err}");
+    assert!(
+        matches!(&err, RuntimeError::AlreadyExists { kind: ObjectKind::Container, name, .. } if *name == spec.name),
+        "AlreadyExists naming {}: {err:?}",
+        spec.name
+    );
+    assert!(
+        err.to_string().contains(&spec.name),
+        "the message names it: {err}"
+    );
     assert!(
         std::error::Error::source(&err).is_some(),
         "AlreadyExists keeps the engine's error as its source: {err:?}"

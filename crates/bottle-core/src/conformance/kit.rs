@@ -60,7 +60,8 @@ pub fn require_engine<R, E: std::fmt::Display>(
     }
 }
 
-/// The reference image archive that `cargo xtask image` writes: `$BOTTLE_IMAGE_ARCHIVE`, else
+/// The reference image archive (bottle's build of the reference image writes it):
+/// `$BOTTLE_IMAGE_ARCHIVE`, else
 /// `target/bottle-sidecars.tar` of the workspace that contains `manifest_dir`.
 pub fn image_archive(manifest_dir: &str) -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("BOTTLE_IMAGE_ARCHIVE") {
@@ -71,7 +72,7 @@ pub fn image_archive(manifest_dir: &str) -> std::path::PathBuf {
     dir.join("target").join("bottle-sidecars.tar")
 }
 
-/// Makes the reference image on `rt` the one in the archive `cargo xtask image` wrote, and
+/// Makes the reference image on `rt` the one in the reference image archive, and
 /// returns its reference. The archive is loaded whenever it exists, so an older image of the
 /// same name left on the engine by an earlier build is replaced; without an archive, an image
 /// already present is used.
@@ -85,7 +86,7 @@ pub async fn ensure_reference_image(rt: &dyn ContainerRuntime, manifest_dir: &st
     } else {
         assert!(
             rt.image(reference).await.expect("image lookup").is_some(),
-            "reference image {reference} is not on the engine and its archive {} is missing: build it (`cargo xtask image` in bottle's repository) and point BOTTLE_IMAGE_ARCHIVE at it",
+            "reference image {reference} is not on the engine and its archive {} is missing: build the reference image archive and point BOTTLE_IMAGE_ARCHIVE at it",
             archive.display()
         );
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::{remove_all, Fixture};
-use crate::error::{ErrorKind, RuntimeError, RuntimeResult};
+use crate::error::{Advice, Error, RuntimeError, RuntimeResult};
 use crate::intercept::{Call, Hook, Intercepted};
 use crate::lifecycle::{Lifecycle, NoProgress, Readiness};
 use crate::memory::Op;
@@ -74,11 +74,14 @@ pub async fn up_refuses_a_slug_that_is_up(rt: &Arc<dyn ContainerRuntime>, fx: &F
         .up(&BottleSpec::new("dup"), &NoProgress)
         .await
         .expect_err("second up");
-    assert_eq!(err.kind(), ErrorKind::AlreadyUp, "{err}");
-    assert!(err.to_string().contains("dup"), "{err}");
     assert!(
-        err.to_string().contains("bottle down dup"),
-        "says how: {err}"
+        matches!(&err, Error::AlreadyUp { slug, .. } if slug == "dup"),
+        "AlreadyUp naming the slug: {err:?}"
+    );
+    assert_eq!(
+        err.advice(),
+        Advice::UseOrRemoveBottle { slug: "dup".into() },
+        "says what to do: {err:?}"
     );
     let still = lc.endpoints("dup").await.expect("first still usable");
     assert_eq!(still.env, first.endpoints.env);
@@ -138,10 +141,9 @@ pub async fn up_rolls_back_at_every_step(rt: &Arc<dyn ContainerRuntime>, fx: &Fi
             .up(&BottleSpec::new("rb"), &NoProgress)
             .await
             .expect_err("up with a fault");
-        assert_eq!(err.kind(), ErrorKind::Engine, "{op:?}: {err}");
         assert!(
-            err.to_string().contains("injected fault"),
-            "{op:?}: original error kept: {err}"
+            matches!(&err, Error::Runtime(RuntimeError::Engine { message, .. }) if message == "injected fault"),
+            "{op:?}: the injected error is returned: {err:?}"
         );
         assert_nothing_left(&fx.lifecycle(rt.clone(), case)).await;
     }

@@ -21,6 +21,7 @@ use crate::runtime::{
 use crate::spec::LoopbackChoice;
 
 mod create_remove;
+pub mod harness;
 mod inside;
 mod kit;
 mod lifecycle;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::inside::fixture_catalog;
 use super::{host, remove_all, Fixture};
-use crate::error::{ErrorKind, Result};
+use crate::error::{ErrorKind, ObjectKind, Result, RuntimeError};
 use crate::labels;
 use crate::lifecycle::{resolve_host_ports, Readiness};
 use crate::runtime::{ContainerInfo, ContainerRuntime, EnvValue, EnvVar, LabelSelector};
@@ -67,7 +67,11 @@ pub async fn overlapping_subnet_is_subnet_conflict(rt: &Arc<dyn ContainerRuntime
     rt.create_network(&a).await.expect("create a");
     let b = fx.network(case, "b", fx.subnet(2));
     let err = rt.create_network(&b).await.expect_err("overlap must fail");
-    assert_eq!(err.kind(), ErrorKind::SubnetConflict, "{err}");
+    assert!(
+        matches!(err, RuntimeError::SubnetConflict { subnet, .. } if subnet == fx.subnet(2)),
+        "SubnetConflict naming {}: {err:?}",
+        fx.subnet(2)
+    );
     assert!(err.to_string().contains(&fx.subnet(2).to_string()), "{err}");
     let left = rt.list_networks(&LabelSelector::all()).await.expect("list");
     assert!(
@@ -90,10 +94,13 @@ pub async fn missing_objects(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
         .inspect_container(&name)
         .await
         .expect_err("inspect missing");
-    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        matches!(&err, RuntimeError::NotFound { kind: ObjectKind::Container, name: n, .. } if *n == name),
+        "NotFound naming the container: {err:?}"
+    );
     assert!(
         err.to_string().contains(&name),
-        "the error names the container: {err}"
+        "the message names it: {err}"
     );
 }
 

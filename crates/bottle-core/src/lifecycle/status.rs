@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use super::readiness::{agent_addresses, agent_ports, resolve_host_ports};
 use super::{BottleStatus, Lifecycle};
 use crate::catalog::{Catalog, DaemonDef};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unusable};
 use crate::labels::{self, BottleLabels, Role};
 use crate::plan::{self, AgentEndpoints};
 use crate::runtime::{ContainerInfo, ContainerState, LogOptions, NetworkInfo};
@@ -118,15 +118,15 @@ impl Lifecycle {
         let listed = self.bundle_of(slug).await?;
         // Inspect for the freshest state and ports; the listing may be summarised.
         let c = self.runtime.inspect_container(&listed.name).await?;
-        let not_usable = |reason: String| Error::NotUsable {
+        let not_usable = |reason: Unusable| Error::NotUsable {
             slug: slug.to_string(),
             reason,
         };
         if c.state != ContainerState::Running {
-            return Err(not_usable(format!(
-                "bundle {} is {}: bring it back with `bottle down {slug}` then `bottle up {slug}`",
-                c.name, c.state
-            )));
+            return Err(not_usable(Unusable::NotRunning {
+                container: c.name.clone(),
+                state: c.state.clone(),
+            }));
         }
         let Published {
             catalog,
@@ -140,10 +140,10 @@ impl Lifecycle {
         let unanswered: Vec<(&DaemonDef, SocketAddr)> =
             self.readiness().unanswered(&addresses).await;
         if let Some((d, addr)) = unanswered.first() {
-            return Err(not_usable(format!(
-                "daemon {} does not accept connections on {addr}: read `bottle logs {slug}`, then `bottle down {slug}` and `bottle up {slug}`",
-                d.name
-            )));
+            return Err(not_usable(Unusable::NotAnswering {
+                daemon: d.name.clone(),
+                address: addr.to_string(),
+            }));
         }
         Ok(plan::agent_endpoints(
             slug,
@@ -165,7 +165,7 @@ struct Published {
 /// Where a bundle publishes its agent-facing daemons, or why that cannot be told.
 fn published(c: &ContainerInfo) -> std::result::Result<Published, NoAddresses> {
     let slug = c.labels.get(labels::SLUG).cloned().unwrap_or_default();
-    let not_usable = |reason: String| Error::NotUsable {
+    let not_usable = |reason: Unusable| Error::NotUsable {
         slug: slug.clone(),
         reason,
     };
@@ -173,12 +173,18 @@ fn published(c: &ContainerInfo) -> std::result::Result<Published, NoAddresses> {
         Some(Ok(catalog)) => catalog,
         Some(Err(e)) => return Err(NoAddresses::NoCatalog(Box::new(e.into()))),
         None => {
-            let e = not_usable(format!("bundle {} has no catalog label", c.name));
+            let e = not_usable(Unusable::MissingLabel {
+                container: c.name.clone(),
+                label: "catalog",
+            });
             return Err(NoAddresses::NoCatalog(Box::new(e)));
         }
     };
     let Some(loopback) = labels::loopback(&c.labels) else {
-        let e = not_usable(format!("bundle {} has no loopback label", c.name));
+        let e = not_usable(Unusable::MissingLabel {
+            container: c.name.clone(),
+            label: "loopback",
+        });
         return Err(NoAddresses::Unpublished(catalog, Box::new(e)));
     };
     match resolve_host_ports(&c.name, loopback, &agent_ports(&catalog.daemons), &c.ports) {
@@ -188,7 +194,9 @@ fn published(c: &ContainerInfo) -> std::result::Result<Published, NoAddresses> {
             ports,
         }),
         Ok(None) => {
-            let e = not_usable(format!("bundle {} has unassigned ports", c.name));
+            let e = not_usable(Unusable::UnassignedPorts {
+                container: c.name.clone(),
+            });
             Err(NoAddresses::Unpublished(catalog, Box::new(e)))
         }
         Err(e) => Err(NoAddresses::Unpublished(catalog, Box::new(e))),

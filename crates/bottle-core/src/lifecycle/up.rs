@@ -11,7 +11,7 @@ use super::readiness::{agent_addresses, resolve_host_ports, Backoff};
 use super::{in_use_of, Bottle, Lifecycle, Progress, Step};
 use crate::alloc::{Pending, Reservation};
 use crate::catalog::{Catalog, DaemonDef};
-use crate::error::{Error, ErrorKind, Result, RuntimeError};
+use crate::error::{Error, ErrorKind, Result, RuntimeError, Unusable};
 use crate::plan::{self, BundlePlan, ImageProfile, PlannedEnv};
 use crate::runtime::{
     ContainerSpec, ContainerState, EnvValue, EnvVar, LabelSelector, NetworkSpec, Secret,
@@ -307,10 +307,9 @@ impl Lifecycle {
             if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
                 return Err(Error::NotUsable {
                     slug: plan.slug.clone(),
-                    reason: format!(
-                        "bundle {} stopped right after start: read its output with `bottle logs {}`",
-                        plan.container_name, plan.slug
-                    ),
+                    reason: Unusable::StoppedAtStart {
+                        container: plan.container_name.clone(),
+                    },
                 });
             }
             if Instant::now() >= deadline {
@@ -370,10 +369,10 @@ impl Lifecycle {
                         if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
                             return Err(Error::NotUsable {
                                 slug: plan.slug.clone(),
-                                reason: format!(
-                                    "bundle {} exited while waiting for {}: read its output with `bottle logs {}`",
-                                    plan.container_name, d.name, plan.slug
-                                ),
+                                reason: Unusable::ExitedWhileWaiting {
+                                    container: plan.container_name.clone(),
+                                    daemon: d.name.clone(),
+                                },
                             });
                         }
                     }
