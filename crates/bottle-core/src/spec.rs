@@ -92,8 +92,9 @@ pub struct BottleSpec {
     /// A bottle file may leave it out and have the command line give it.
     #[serde(default)]
     pub slug: String,
-    /// The bundle image; empty means the lifecycle's default image.
-    #[serde(default)]
+    /// The bundle image; empty means the lifecycle's default image. A bottle file leaves it
+    /// out for the default: `image = ""` there is refused.
+    #[serde(default, deserialize_with = "non_empty")]
     pub image: String,
     /// Bundle environment entries.
     #[serde(default)]
@@ -124,6 +125,18 @@ pub struct BottleSpec {
     /// APIs the agent calls through the bundle, which adds their credentials.
     #[serde(default)]
     pub services: Vec<crate::service::ServiceSpec>,
+}
+
+/// A string that a bottle file gives must not be empty where empty would silently mean "not
+/// given" (the image; an empty slug is refused by validation). The error is serde's, so the file's parser names the field and line.
+fn non_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    if value.is_empty() {
+        return Err(serde::de::Error::custom(
+            "must not be empty (leave the field out to use the default image)",
+        ));
+    }
+    Ok(value)
 }
 
 /// A rule the input broke. Every variant names the field; none contains a secret's value.
