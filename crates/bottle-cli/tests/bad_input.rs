@@ -14,30 +14,19 @@
 //! `bottle_core::catalog`). The duplicates a user can write are covered instead: a container
 //! path mounted twice, an env key given twice, a daemon requested twice.
 //!
-//! Pools: 10.248/16 and 127.108/16 on Docker, 10.249/16 and 127.109/16 on Podman (nothing here
-//! creates anything).
+//! Pools: its rows `cli-bad-input` of the shared harness's pool table
+//! (`bottle_core::conformance::harness::POOLS`); nothing here creates anything.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use bottle_core::conformance::harness::pools;
 use common::{assert_nothing_left, DownOnDrop, Engine};
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.248.0.0/16",
-    loopback_pool: "127.108.0.0/16",
-    loopback_prefix: "127.108.",
-    subnet_prefix: "10.248.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-bad-input", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.249.0.0/16",
-    loopback_pool: "127.109.0.0/16",
-    loopback_prefix: "127.109.",
-    subnet_prefix: "10.249.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-bad-input", "podman"));
 
 /// A value that must never be echoed back.
 const SECRET: &str = "s3cr3t";

@@ -11,9 +11,9 @@
 //!   own networks): no two bottles share a subnet or a loopback address, because launches see
 //!   each other's bridges (routes) and published addresses (listening sockets) on the host.
 //!
-//! Each test has its own `--prefix` and its own part of this suite's pools (10.240/16 and
-//! 127.100/16 on Docker, 10.241/16 and 127.101/16 on Podman, 10.251/16 and 127.111/16 for both
-//! engines at once), so it runs beside every other test.
+//! Each test has its own `--prefix` and its own part of this suite's pools (its rows
+//! `cli-concurrency` of `bottle_core::conformance::harness::POOLS`, and 10.251.0.0/21 and
+//! 127.111.0.0/28 for both engines at once), so it runs beside every other test.
 
 mod common;
 
@@ -21,27 +21,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use bottle_core::conformance::harness::pools;
 use bottle_core::plan::{allocate_loopback, first_choice_subnet};
 use bottle_core::LoopbackChoice;
 use common::{assert_nothing_left, engine_objects, finish, spawn_bottle, DownOnDrop, Engine};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.240.0.0/16",
-    loopback_pool: "127.100.0.0/16",
-    loopback_prefix: "127.100.",
-    subnet_prefix: "10.240.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-concurrency", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.241.0.0/16",
-    loopback_pool: "127.101.0.0/16",
-    loopback_prefix: "127.101.",
-    subnet_prefix: "10.241.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-concurrency", "podman"));
 
 /// How many processes race in one round.
 const RACERS: usize = 8;

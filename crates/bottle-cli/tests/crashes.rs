@@ -10,7 +10,8 @@
 //!   which Podman here never runs), `env` refuses to hand out its URLs, `gc` leaves it to `down`,
 //!   and once the bundle's init restarts the daemon the bottle is whole again.
 //!
-//! Pools: 10.242/16 and 127.102/16 on Docker, 10.243/16 and 127.103/16 on Podman.
+//! Pools: its rows `cli-crashes` of the shared harness's pool table
+//! (`bottle_core::conformance::harness::POOLS`).
 
 mod common;
 
@@ -20,26 +21,15 @@ use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bottle_core::conformance::harness::pools;
 use common::{assert_nothing_left, engine_objects, spawn_bottle, DownOnDrop, Engine, PAUSE_ENV};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.242.0.0/16",
-    loopback_pool: "127.102.0.0/16",
-    loopback_prefix: "127.102.",
-    subnet_prefix: "10.242.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-crashes", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.243.0.0/16",
-    loopback_pool: "127.103.0.0/16",
-    loopback_prefix: "127.103.",
-    subnet_prefix: "10.243.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-crashes", "podman"));
 
 /// What a launch killed at a step leaves on the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,8 @@
 //! This binary holds one test only: cargo runs test binaries one after another, so no other test
 //! sees the engine go away. A guard starts the engine again if the test fails half-way.
 //!
-//! Pools: 10.252/16 and 127.112/16 on Docker, 10.253/16 and 127.113/16 on Podman.
+//! Pools: its rows `cli-engine-restart` of the shared harness's pool table
+//! (`bottle_core::conformance::harness::POOLS`).
 
 mod common;
 
@@ -25,27 +26,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bottle_core::conformance::harness::pools;
 use bottle_core::conformance::in_ci;
 use common::{assert_nothing_left, say, DownOnDrop, Engine};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.252.0.0/16",
-    loopback_pool: "127.112.0.0/16",
-    loopback_prefix: "127.112.",
-    subnet_prefix: "10.252.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-engine-restart", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.253.0.0/16",
-    loopback_pool: "127.113.0.0/16",
-    loopback_prefix: "127.113.",
-    subnet_prefix: "10.253.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-engine-restart", "podman"));
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 const DOCKER_PID_FILE: &str = "/var/run/docker.pid";

@@ -42,7 +42,7 @@ fn cycle(engine: Engine) {
     assert_eq!(report["container"], format!("{prefix}-sidecars-{slug}"));
     let subnet = report["subnet"].as_str().expect("subnet");
     assert!(
-        subnet.starts_with(engine.subnet_prefix) && subnet.ends_with("/24"),
+        subnet.starts_with(&engine.subnet_prefix()) && subnet.ends_with("/24"),
         "{subnet}"
     );
     let loopback = report["loopback"].as_str().expect("loopback").to_string();
@@ -243,7 +243,10 @@ fn check_endpoints(engine: Engine, prefix: &str, slug: &str, report: &Value) {
     assert_eq!(report["runtime"], engine.name, "{report}");
     assert_eq!(report["prefix"], prefix, "{report}");
     let loopback = report["loopback"].as_str().expect("loopback is a string");
-    assert!(loopback.starts_with(engine.loopback_prefix), "{loopback}");
+    assert!(
+        loopback.starts_with(&engine.loopback_prefix()),
+        "{loopback}"
+    );
     assert_eq!(
         report["allow_cidrs"],
         serde_json::json!([format!("{loopback}/32")])

@@ -9,7 +9,8 @@
 //! `BOTTLE_SCALE_TESTS=1`) always runs it. The two engines take turns, so neither's figures
 //! include the other's load.
 //!
-//! Pools: 10.244/16 and 127.104/16 on Docker, 10.245/16 and 127.105/16 on Podman.
+//! Pools: its rows `cli-scale` of the shared harness's pool table
+//! (`bottle_core::conformance::harness::POOLS`).
 
 mod common;
 
@@ -18,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bottle_core::conformance::harness::pools;
 use bottle_core::conformance::{ensure_reference_image, require_engine};
 use bottle_core::lifecycle::{probe, Bottle, NoProgress};
 use bottle_core::plan::Pools;
@@ -33,21 +35,9 @@ const BOTTLES: usize = 100;
 /// How many launches (and teardowns) run at once.
 const PARALLEL: usize = 8;
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.244.0.0/16",
-    loopback_pool: "127.104.0.0/16",
-    loopback_prefix: "127.104.",
-    subnet_prefix: "10.244.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-scale", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.245.0.0/16",
-    loopback_pool: "127.105.0.0/16",
-    loopback_prefix: "127.105.",
-    subnet_prefix: "10.245.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-scale", "podman"));
 
 /// The engines take turns: each one's figures are its own.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -137,10 +127,10 @@ async fn hundred_bottles(engine: Engine) {
     );
     assert!(subnets
         .iter()
-        .all(|s| s.to_string().starts_with(engine.subnet_prefix)));
+        .all(|s| s.to_string().starts_with(&engine.subnet_prefix())));
     assert!(loopbacks
         .iter()
-        .all(|l| l.to_string().starts_with(engine.loopback_prefix)));
+        .all(|l| l.to_string().starts_with(&engine.loopback_prefix())));
 
     // Every agent-facing port of every bottle answers, all of them at once.
     let ports: Vec<(String, SocketAddr)> = bottles

@@ -24,7 +24,8 @@
 //! was reachable all along. Denied names are under `.test` and are refused before any lookup, so
 //! no packet leaves this machine.
 //!
-//! Pools: 10.246.1-3.0/24 and 127.106/16 on Docker, 10.247.1-3.0/24 and 127.107/16 on Podman.
+//! Pools: /24s 1-3 of the subnet pools and the loopback pools of its rows `cli-security` of the shared harness's pool table
+//! (`bottle_core::conformance::harness::POOLS`).
 
 mod common;
 
@@ -35,24 +36,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bottle_core::conformance::harness::pools;
 use common::{assert_nothing_left, env_map, inspect, DownOnDrop, Engine};
 use serde_json::Value;
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.246.0.0/16",
-    loopback_pool: "127.106.0.0/16",
-    loopback_prefix: "127.106.",
-    subnet_prefix: "10.246.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-security", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.247.0.0/16",
-    loopback_pool: "127.107.0.0/16",
-    loopback_prefix: "127.107.",
-    subnet_prefix: "10.247.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-security", "podman"));
 
 const CANARY_KEY: &str = "BOTTLE_SECURITY_CANARY";
 

@@ -7,13 +7,14 @@
 //! diff before committing it). A missing file is a failure too (and is written, for review).
 //!
 //! The cases without an engine run everywhere; the engine cases need Docker and Podman (a
-//! failure in CI, a skip elsewhere). Pools: 10.250/16 and 127.110/16 on Docker, 10.254/16 and
-//! 127.114/16 on Podman.
+//! failure in CI, a skip elsewhere). Pools: its rows `cli-snapshots` of the shared harness's pool table
+//! (`bottle_core::conformance::harness::POOLS`).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use bottle_core::conformance::harness::pools;
 use common::{bottle_env, DownOnDrop, Engine, Run};
 use serde_json::Value;
 
@@ -249,21 +250,9 @@ fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.250.0.0/16",
-    loopback_pool: "127.110.0.0/16",
-    loopback_prefix: "127.110.",
-    subnet_prefix: "10.250.",
-};
+const DOCKER: Engine = Engine::of(pools("cli-snapshots", "docker"));
 
-const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.254.0.0/16",
-    loopback_pool: "127.114.0.0/16",
-    loopback_prefix: "127.114.",
-    subnet_prefix: "10.254.",
-};
+const PODMAN: Engine = Engine::of(pools("cli-snapshots", "podman"));
 
 #[test]
 fn docker_errors_and_json_shapes() {

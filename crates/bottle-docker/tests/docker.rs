@@ -25,7 +25,8 @@ use bottle_core::{BottleSpec, ContainerRuntime, EnvEntry, ErrorKind};
 use bottle_docker::convert::TMPFS_OPTIONS;
 use bottle_docker::DockerRuntime;
 
-use common::{engine, ensure_sleep_image, say, setup, SLEEP_IMAGE};
+use bottle_core::conformance::harness::say;
+use common::{engine, setup, SUITE};
 
 /// Everything of one lifecycle prefix on the engine, found by label: bottles' networks and
 /// containers, whatever their role.
@@ -182,7 +183,7 @@ async fn every_requested_setting_takes_effect() {
         return;
     };
     say("docker: every_requested_setting_takes_effect");
-    ensure_sleep_image(&docker).await;
+    common::sigterm_deaf_image(&docker).await;
     let rt: Arc<dyn ContainerRuntime> = Arc::new(docker.clone());
     // 10.215.100.0/24: away from the conformance cases' subnets (the pool's first 32) and from
     // the first choices of the slugs these tests bring up, so parallel tests do not collide.
@@ -190,11 +191,11 @@ async fn every_requested_setting_takes_effect() {
         name: "bt-docker-settings-n".into(),
         subnet: "10.215.100.0/24".parse().unwrap(),
         gateway: "10.215.100.1".parse().unwrap(),
-        labels: Labels::from([("io.bottle.conformance".into(), common::PREFIX.into())]),
+        labels: Labels::from([("io.bottle.conformance".into(), SUITE.prefix.into())]),
     };
     let spec = ContainerSpec {
         name: "bt-docker-settings-c".into(),
-        image: SLEEP_IMAGE.into(),
+        image: SUITE.sigterm_deaf_tag(),
         network: net.name.clone(),
         ipv4: "10.215.100.9".parse().unwrap(),
         env: vec![
@@ -498,7 +499,7 @@ async fn remove_kills_a_pid1_that_ignores_sigterm() {
     };
     let rt: Arc<dyn ContainerRuntime> = Arc::new(docker.clone());
     say("docker: remove_kills_a_pid1_that_ignores_sigterm");
-    ensure_sleep_image(&docker).await;
+    common::sigterm_deaf_image(&docker).await;
     let name = "bt-docker-sigterm";
     rt.remove_container(name).await.expect("clean start");
     create_sleeper(&docker, name, &["/bin/sleep", "infinity"]).await;
@@ -534,11 +535,11 @@ async fn remove_kills_a_pid1_that_ignores_sigterm() {
 /// Creates a container of the sleep image with `cmd`, off any network.
 async fn create_sleeper(docker: &DockerRuntime, name: &str, cmd: &[&str]) {
     let body = ContainerCreateBody {
-        image: Some(SLEEP_IMAGE.into()),
+        image: Some(SUITE.sigterm_deaf_tag()),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
         labels: Some(HashMap::from([(
             "io.bottle.conformance".to_string(),
-            common::PREFIX.to_string(),
+            SUITE.prefix.to_string(),
         )])),
         host_config: Some(HostConfig {
             network_mode: Some("none".into()),
@@ -578,12 +579,12 @@ async fn load_image_reports_loaded_names() {
     };
     say("docker: load_image_reports_loaded_names");
     let loaded = docker
-        .load_image(&common::sleep_image_archive())
+        .load_image(&common::sigterm_deaf_archive())
         .await
         .expect("load");
-    assert_eq!(loaded, vec![SLEEP_IMAGE.to_string()]);
+    assert_eq!(loaded, vec![SUITE.sigterm_deaf_tag()]);
     let image = docker
-        .image(SLEEP_IMAGE)
+        .image(&SUITE.sigterm_deaf_tag())
         .await
         .expect("image")
         .expect("present");
@@ -609,7 +610,7 @@ async fn logs_stream_stdout_and_stderr_lines() {
     };
     let rt: Arc<dyn ContainerRuntime> = Arc::new(docker.clone());
     say("docker: logs_stream_stdout_and_stderr_lines");
-    ensure_sleep_image(&docker).await;
+    common::sigterm_deaf_image(&docker).await;
 
     let out = "bt-docker-logs-out";
     rt.remove_container(out).await.expect("clean start");

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bottle_core::conformance::harness::say;
 use bottle_core::conformance::{image_archive, Fixture};
 use bottle_core::lifecycle::{probe, NoProgress};
 use bottle_core::runtime::{
@@ -19,7 +20,6 @@ use bottle_core::runtime::{
 use bottle_core::{BottleSpec, ContainerRuntime, ErrorKind, Lifecycle};
 use bottle_podman::inspect::port_bindings;
 use bottle_podman::PodmanRuntime;
-use common::say;
 use podman_api::opts::{ContainerListOpts, NetworkListOpts};
 
 /// Names of every container and network on the engine whose name starts with `prefix`,
@@ -350,7 +350,7 @@ async fn removing_a_running_container_is_complete_when_the_call_returns() {
         return;
     };
     say("podman: removing a running container whose PID 1 ignores SIGTERM");
-    let image = common::ensure_sigterm_deaf_image(&podman).await;
+    let image = common::sigterm_deaf_image(&podman).await;
     let name = format!("{}-rm-c", fx.prefix);
     let net = NetworkSpec {
         name: format!("{}-rm-n", fx.prefix),
@@ -363,7 +363,7 @@ async fn removing_a_running_container_is_complete_when_the_call_returns() {
     rt.create_network(&net).await.expect("network");
     let spec = ContainerSpec {
         name: name.clone(),
-        image: image.into(),
+        image,
         network: net.name.clone(),
         ipv4: Ipv4Addr::new(10, 216, 100, 9),
         env: Vec::new(),

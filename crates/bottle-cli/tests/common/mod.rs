@@ -7,37 +7,50 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use bottle_core::conformance::harness::{pools, SuitePools};
 use bottle_core::conformance::in_ci;
 use serde_json::Value;
 
 pub const BOTTLE: &str = env!("CARGO_BIN_EXE_bottle");
 
-/// One real engine, with pools reserved for this suite so it never collides with others.
+/// One real engine, with the pools the shared harness's table reserves for a suite, so it
+/// never collides with others.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine {
     pub name: &'static str,
     pub subnet_pool: &'static str,
     pub loopback_pool: &'static str,
-    /// 127.x of the loopback pool, to check addresses against.
-    pub loopback_prefix: &'static str,
-    pub subnet_prefix: &'static str,
 }
 
-pub const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.217.0.0/16",
-    loopback_pool: "127.81.0.0/16",
-    loopback_prefix: "127.81.",
-    subnet_prefix: "10.217.",
-};
+impl Engine {
+    /// The engine and pools of a row of `bottle_core::conformance::harness::POOLS`.
+    pub const fn of(pools: SuitePools) -> Engine {
+        Engine {
+            name: pools.engine,
+            subnet_pool: pools.subnet_pool,
+            loopback_pool: pools.loopback_pool,
+        }
+    }
 
-pub const PODMAN: Engine = Engine {
-    name: "podman",
-    subnet_pool: "10.218.0.0/16",
-    loopback_pool: "127.82.0.0/16",
-    loopback_prefix: "127.82.",
-    subnet_prefix: "10.218.",
-};
+    /// `a.b.` of the subnet pool, to check subnets against.
+    pub fn subnet_prefix(&self) -> String {
+        two_octets(self.subnet_pool)
+    }
+
+    /// `127.x.` of the loopback pool, to check addresses against.
+    pub fn loopback_prefix(&self) -> String {
+        two_octets(self.loopback_pool)
+    }
+}
+
+fn two_octets(pool: &str) -> String {
+    let octets: Vec<&str> = pool.split('.').take(2).collect();
+    format!("{}.", octets.join("."))
+}
+
+/// The pools of the suites that share this table's `cli` row (engines, services).
+pub const DOCKER: Engine = Engine::of(pools("cli", "docker"));
+pub const PODMAN: Engine = Engine::of(pools("cli", "podman"));
 
 /// The result of one `bottle` run.
 #[derive(Debug)]
