@@ -40,6 +40,7 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod hint;
 pub mod json;
 pub mod output;
 pub mod progress;
@@ -70,8 +71,11 @@ pub fn run(cli: cli::Cli, out: Box<dyn Write + Send>, err: &mut dyn Write) -> Ex
     match tokio.block_on(commands::run(cli, out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let failure = failure.for_run(runtime, &prefix);
-            let _ = writeln!(err, "{failure}");
+            let globals = hint::Globals {
+                runtime,
+                prefix: &prefix,
+            };
+            let _ = writeln!(err, "{}", failure.render(globals));
             failure.exit_code()
         }
     }

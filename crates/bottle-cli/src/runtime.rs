@@ -10,6 +10,7 @@ use tracing::{debug, info};
 
 use crate::cli::Engine;
 use crate::exit::Failure;
+use crate::hint::Hint;
 
 /// A connected engine that answered `info`.
 #[derive(Debug, Clone)]
@@ -134,6 +135,8 @@ async fn auto() -> Result<Connected, Failure> {
     }
     Err(Failure::unavailable(
         format!("no container engine answered ({})", tried.join("; ")),
-        "start Docker or Podman (`cargo xtask engines` does both), or point DOCKER_HOST / CONTAINER_HOST at a running engine; `bottle doctor` says more",
+        Hint::text("start Docker or Podman (`cargo xtask engines` does both), or point DOCKER_HOST / CONTAINER_HOST at a running engine; ")
+            .bottle("doctor")
+            .then(" says more"),
     ))
 }

@@ -11,6 +11,7 @@ use bottle_core::{BottleSpec, EnvEntry, LoopbackChoice};
 
 use crate::cli::SpecArgs;
 use crate::exit::Failure;
+use crate::hint::Hint;
 
 /// Builds the spec that `up` and `plan` use, and checks every rule that needs no engine, so
 /// that bad input fails before any engine is contacted.
@@ -89,7 +90,9 @@ pub fn read_file(path: &Path) -> Result<BottleSpec, Failure> {
                 path.display(),
                 redact_strings(e.message().trim_end())
             ),
-            "fix the file (see the bottle file format in `bottle up --help`)",
+            Hint::text("fix the file (see the bottle file format in ")
+                .bottle("up --help")
+                .then(")"),
         )
     })
 }

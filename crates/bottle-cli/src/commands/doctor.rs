@@ -1,14 +1,17 @@
 //! `bottle doctor`: which engines answer, their versions and sockets, whether the reference
 //! image is present, and what to do about each problem.
 
+use bottle_core::lifecycle::DEFAULT_IMAGE;
+use bottle_core::Advice;
+
 use crate::cli::{Engine, Output};
 use crate::commands::Context;
 use crate::exit::Failure;
+use crate::hint::{Globals, Hint};
 use crate::json::{Doctor, EngineReport as Report, Problem};
 use crate::runtime::{self, Unusable};
-use bottle_core::lifecycle::DEFAULT_IMAGE;
 
-async fn check(engine: Engine) -> Report {
+async fn check(engine: Engine, globals: Globals<'_>) -> Report {
     let name = engine.name();
     let mut report = Report {
         engine: name.into(),
@@ -29,9 +32,15 @@ async fn check(engine: Engine) -> Report {
                 Ok(found) => {
                     report.image_present = Some(found.is_some());
                     if found.is_none() {
+                        let load = Advice::LoadImage {
+                            image: DEFAULT_IMAGE.into(),
+                            engine: name.into(),
+                        };
                         report.problems.push(Problem {
                             problem: format!("image {DEFAULT_IMAGE} is not present"),
-                            hint: format!("run `bottle image load --runtime {name}` (build the archive first with `cargo xtask image`)"),
+                            hint: Hint::of(&load)
+                                .map(|h| h.render(globals))
+                                .unwrap_or_default(),
                         });
                     }
                 }
@@ -69,7 +78,14 @@ async fn check(engine: Engine) -> Report {
 }
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
-    let (docker, podman) = tokio::join!(check(Engine::Docker), check(Engine::Podman));
+    let globals = Globals {
+        runtime: ctx.global.runtime.map(Engine::name),
+        prefix: &ctx.global.prefix,
+    };
+    let (docker, podman) = tokio::join!(
+        check(Engine::Docker, globals),
+        check(Engine::Podman, globals)
+    );
     let reports = [docker, podman];
     let selected = reports
         .iter()
@@ -114,7 +130,9 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                 Some(e) => format!("the {} engine does not answer", e.name()),
                 None => "no container engine answers".into(),
             },
-            "start Docker or Podman (`cargo xtask engines` does both), then run `bottle doctor` again",
+            Hint::text("start Docker or Podman (`cargo xtask engines` does both), then run ")
+                .bottle("doctor")
+                .then(" again"),
         ))
     }
 }

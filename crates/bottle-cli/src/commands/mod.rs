@@ -94,10 +94,24 @@ pub fn check_slug(slug: &str) -> Result<(), Failure> {
 
 /// Checks `--prefix`: it becomes part of engine object names, under the slug's rules.
 fn check_prefix(prefix: &str) -> Result<(), Failure> {
+    use bottle_core::spec::{ValidationError, MAX_SLUG_LEN};
     bottle_core::spec::validate_slug(prefix).map_err(|e| {
+        // The slug's rules, worded for the flag.
+        let why = match e {
+            ValidationError::SlugEmpty => {
+                format!("must not be empty (use 1-{MAX_SLUG_LEN} characters of a-z, 0-9 and -)")
+            }
+            ValidationError::SlugTooLong { len } => format!(
+                "is {len} characters long, the limit is {MAX_SLUG_LEN} (it becomes part of engine object names)"
+            ),
+            ValidationError::SlugCharset { slug, reason } => format!(
+                "{slug:?} {reason} (use a-z, 0-9 and -, starting and ending with a letter or digit)"
+            ),
+            other => other.to_string(),
+        };
         Failure::input(
-            format!("--prefix: {}", e.to_string().trim_start_matches("slug: ")),
-            "use 1-40 characters of a-z, 0-9 and - (or unset BOTTLE_PREFIX)",
+            format!("--prefix: {why}"),
+            format!("use 1-{MAX_SLUG_LEN} characters of a-z, 0-9 and - (or unset BOTTLE_PREFIX)"),
         )
     })
 }
