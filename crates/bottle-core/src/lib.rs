@@ -5,6 +5,7 @@
 //! - [`catalog`]: the daemons a bundle can run, as data;
 //! - [`plan`]: the pure planner (names, subnet, loopback address, ports, labels);
 //! - [`runtime`]: the [`ContainerRuntime`] trait, the one API boundary to engines;
+//! - [`adapter`]: what every adapter needs and no engine owns (log lines, label filters);
 //! - [`lifecycle`]: `up`, `down`, `list`, `endpoints` and `gc` over `Arc<dyn ContainerRuntime>`;
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
@@ -18,6 +19,7 @@
 // A library reports through `tracing` and its return values, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod adapter;
 mod alloc;
 pub mod allowlist;
 pub mod catalog;
@@ -48,7 +50,9 @@ pub use error::{
     Advice, Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult, Unusable,
 };
 pub use intercept::{Call, Hook, Intercepted};
-pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
+pub use lifecycle::{
+    BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Readiness, Step, Timeouts,
+};
 pub use memory::InMemoryRuntime;
 pub use plan::{AgentEndpoints, BundlePlan, Pools};
 pub use runtime::{

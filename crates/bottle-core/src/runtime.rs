@@ -387,7 +387,15 @@ pub enum PortForwarding {
 /// - **Missing objects are `NotFound`**: inspecting a container that does not exist, and
 ///   creating a container on a network or of an image that does not exist, return
 ///   [`RuntimeError::NotFound`](crate::RuntimeError::NotFound).
-/// - **A failed create leaves nothing behind**.
+/// - **A failed create leaves nothing behind** (each create is a transaction of its own):
+///   when a create fails after the engine made something (a container created but refused
+///   for a setting it would drop, a network created but not as asked), the adapter removes
+///   what it made before returning the create's error (a removal that fails is returned
+///   instead, so the caller knows an object is left). An adapter may repeat a create that failed for a passing reason of its
+///   engine's own only when the failed attempt made nothing, at most
+///   [`Timeouts::create_attempts`](crate::lifecycle::Timeouts::create_attempts) times; every
+///   wait of an adapter (connecting, each call, a removal in progress, a repeat) is a field of
+///   [`Timeouts`](crate::lifecycle::Timeouts), so the values live in one place.
 /// - **Remove never waits**: removing a container kills it at once (no graceful stop timeout),
 ///   and removes it even when it is running.
 /// - **Every requested setting takes effect or fails**: the pinned IP, each port published on

@@ -150,14 +150,7 @@ pub fn container_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
 /// Docker's list filters for `selector`: `label=key` or `label=key=value`, all of which must
 /// match. Empty for a selector that selects everything.
 pub fn label_filters(selector: &LabelSelector) -> HashMap<String, Vec<String>> {
-    let labels: Vec<String> = selector
-        .0
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v}"),
-            None => k.clone(),
-        })
-        .collect();
+    let labels = selector.label_filters();
     if labels.is_empty() {
         HashMap::new()
     } else {

@@ -9,12 +9,13 @@ use bollard::query_parameters::{
     ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
+use bottle_core::adapter::{LogLines, LogStream};
 use bottle_core::error::{RuntimeError, RuntimeResult as Result};
 use bottle_core::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, EnvValue, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec,
 };
-use bottle_core::ObjectKind;
+use bottle_core::{ObjectKind, Timeouts};
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
@@ -25,20 +26,14 @@ use crate::errors::{self, ENGINE, HINT};
 /// Where Docker listens when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
-/// How long connecting (version negotiation and ping) may take before the engine counts as
-/// unavailable. Every later call uses bollard's own timeout (two minutes), which an image load
-/// needs.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a removal waits for another removal of the same container already in progress.
-const REMOVAL_IN_PROGRESS_WAIT: Duration = Duration::from_secs(30);
-
 /// A Docker Engine reached through its API (bollard), as a [`ContainerRuntime`].
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
     /// The socket path or URL connected to, for messages and [`EngineInfo`].
     endpoint: String,
+    /// The waits of removal (the connect and call bounds are in the client).
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -61,8 +56,11 @@ impl DockerRuntime {
     }
 
     /// Connects to the engine at `host` (`unix:///path` or `tcp://host:port`), agrees on an
-    /// API version both sides speak, and checks that the engine answers.
+    /// API version both sides speak, and checks that the engine answers, within
+    /// [`Timeouts::engine_connect`]; every later call is bounded by [`Timeouts::engine_call`]
+    /// (the defaults; see [`DockerRuntime::with_timeouts`]).
     pub async fn connect_to(host: &str) -> Result<Self> {
+        let timeouts = Timeouts::default();
         if host.starts_with("tcp://") && std::env::var_os("DOCKER_TLS_VERIFY").is_some() {
             return Err(errors::unavailable(
                 host,
@@ -88,7 +86,7 @@ impl DockerRuntime {
             docker.ping().await?;
             Ok::<_, bollard::errors::Error>(docker)
         };
-        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        let docker = match tokio::time::timeout(timeouts.engine_connect, connect).await {
             Ok(Ok(docker)) => docker,
             Ok(Err(e)) => return Err(errors::unavailable(host, HINT, Some(Box::new(e)))),
             Err(elapsed) => return Err(errors::unavailable(host, HINT, Some(Box::new(elapsed)))),
@@ -97,7 +95,20 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             endpoint: host.to_string(),
-        })
+            timeouts,
+        }
+        .with_timeouts(timeouts))
+    }
+
+    /// Bounds every later engine call by `timeouts.engine_call` and waits for a removal in
+    /// progress by `timeouts.removal_in_progress` and `removal_poll`.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        // bollard keeps whole seconds: less than one would be none.
+        self.docker = self
+            .docker
+            .with_timeout(timeouts.engine_call.max(Duration::from_secs(1)));
+        self.timeouts = timeouts;
+        self
     }
 
     /// The bollard client, for what the trait does not cover (tests inspect settings with it).
@@ -164,7 +175,7 @@ impl DockerRuntime {
 
     /// Waits until a container another caller is removing is gone.
     async fn wait_removed(&self, name: &str, cause: bollard::errors::Error) -> Result<()> {
-        let deadline = Instant::now() + REMOVAL_IN_PROGRESS_WAIT;
+        let deadline = Instant::now() + self.timeouts.removal_in_progress;
         loop {
             match self
                 .docker
@@ -183,7 +194,7 @@ impl DockerRuntime {
                         cause,
                     ))
                 }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(_) => tokio::time::sleep(self.timeouts.removal_poll).await,
             }
         }
     }
@@ -294,14 +305,12 @@ impl ContainerRuntime for DockerRuntime {
             .docker
             .list_networks(Some(options))
             .await
-            .map_err(|e| errors::other(&self.endpoint, "listing networks", "by label", e))?;
+            .map_err(|e| {
+                errors::other(&self.endpoint, "listing networks", &selector.to_string(), e)
+            })?;
         // The engine filtered already; filtering again keeps the contract exact whatever the
         // engine makes of unusual label values.
-        Ok(networks
-            .into_iter()
-            .map(convert::network_info)
-            .filter(|n| selector.matches(&n.labels))
-            .collect())
+        Ok(selector.keep(networks.into_iter().map(convert::network_info)))
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<()> {
@@ -411,12 +420,15 @@ impl ContainerRuntime for DockerRuntime {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| errors::other(&self.endpoint, "listing containers", "by label", e))?;
-        Ok(containers
-            .into_iter()
-            .map(convert::container_summary)
-            .filter(|c| selector.matches(&c.labels))
-            .collect())
+            .map_err(|e| {
+                errors::other(
+                    &self.endpoint,
+                    "listing containers",
+                    &selector.to_string(),
+                    e,
+                )
+            })?;
+        Ok(selector.keep(containers.into_iter().map(convert::container_summary)))
     }
 
     async fn image(&self, reference: &str) -> Result<Option<ImageInfo>> {
@@ -497,41 +509,22 @@ impl ContainerRuntime for DockerRuntime {
             .tail(&tail)
             .build();
         let mut stream = Box::pin(self.docker.logs(name, Some(query)));
-        // Frames are chunks of output, not lines: a line can span frames and a frame can hold
-        // several lines. Keep a partial line per stream so stdout and stderr do not mix
-        // mid-line.
-        let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut lines = LogLines::new();
         while let Some(item) = stream.next().await {
             let output = item.map_err(|e| {
                 self.map("reading logs of container", ObjectKind::Container, name, e)
             })?;
-            let (index, bytes) = match output {
-                bollard::container::LogOutput::StdErr { message } => (1, message),
+            let (stream, bytes) = match output {
+                bollard::container::LogOutput::StdErr { message } => (LogStream::Stderr, message),
                 bollard::container::LogOutput::StdOut { message }
                 | bollard::container::LogOutput::Console { message }
-                | bollard::container::LogOutput::StdIn { message } => (0, message),
+                | bollard::container::LogOutput::StdIn { message } => (LogStream::Stdout, message),
             };
-            let buf = &mut partial[index];
-            buf.extend_from_slice(&bytes);
-            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                if !sink(line_text(&line)) {
-                    return Ok(());
-                }
+            if !lines.push(stream, &bytes, sink) {
+                return Ok(());
             }
         }
-        for rest in partial.iter().filter(|b| !b.is_empty()) {
-            if !sink(line_text(rest)) {
-                break;
-            }
-        }
+        lines.finish(sink);
         Ok(())
     }
-}
-
-/// A line without its `\n` (or `\r\n`), invalid UTF-8 replaced.
-fn line_text(line: &[u8]) -> String {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    String::from_utf8_lossy(line).into_owned()
 }

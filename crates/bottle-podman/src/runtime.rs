@@ -5,12 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bottle_core::adapter::{LogLines, LogStream};
 use bottle_core::error::{RuntimeError, RuntimeResult as Result};
 use bottle_core::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, LabelSelector,
     LogOptions, NetworkInfo, NetworkSpec,
 };
-use bottle_core::{ObjectKind, PortForwarding};
+use bottle_core::{ObjectKind, PortForwarding, Timeouts};
 use containers_api::conn::TtyChunk;
 use futures_util::StreamExt;
 use podman_api::opts::{
@@ -26,13 +27,6 @@ use crate::inspect::{self, short_image_name};
 use crate::raw::RawClient;
 use crate::{create, ENGINE};
 
-/// How long a ping may take before an endpoint counts as not answering.
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long any other call may take before the service counts as not answering (the contract
-/// bounds every engine call; as bollard's default for Docker).
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// A Podman engine reached over its libpod REST API.
 ///
 /// Cheap to clone (clones share the HTTP clients). See the crate docs for how it connects and
@@ -44,7 +38,8 @@ pub struct PodmanRuntime {
     endpoint: String,
     version: ApiVersion,
     forwarding: PortForwarding,
-    call_timeout: Duration,
+    /// The bound of every call and the repeats of a create (core's, one place for them all).
+    timeouts: Timeouts,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -113,10 +108,14 @@ impl PodmanRuntime {
 
     async fn try_endpoint(endpoint: &Endpoint) -> std::result::Result<Self, podman_api::Error> {
         let podman = endpoint.podman(LATEST_API_VERSION)?;
-        let ping = tokio::time::timeout(PING_TIMEOUT, podman.ping())
+        let timeouts = Timeouts::default();
+        let ping = tokio::time::timeout(timeouts.engine_ping, podman.ping())
             .await
             .map_err(|_| {
-                podman_api::Error::StringError(format!("no answer to ping within {PING_TIMEOUT:?}"))
+                podman_api::Error::StringError(format!(
+                    "no answer to ping within {:?}",
+                    timeouts.engine_ping
+                ))
             })??;
         // Address an older service with its own API version; a newer one accepts ours.
         let version = ping
@@ -136,14 +135,21 @@ impl PodmanRuntime {
             endpoint: endpoint.url(),
             version,
             forwarding: endpoint.port_forwarding(),
-            call_timeout: CALL_TIMEOUT,
+            timeouts,
         })
     }
 
     /// Bounds every later engine call (except a followed log stream) by `timeout` instead of
-    /// two minutes: a call without an answer by then is `EngineUnavailable`.
+    /// [`Timeouts::engine_call`]: a call without an answer by then is `EngineUnavailable`.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
+        self.timeouts.engine_call = timeout;
+        self
+    }
+
+    /// Uses `timeouts` for every later call (`engine_call`) and create (`create_attempts`,
+    /// `create_retry_wait`) instead of the defaults.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 
@@ -154,13 +160,16 @@ impl PodmanRuntime {
         operation: &str,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout(self.call_timeout, call)
+        tokio::time::timeout(self.timeouts.engine_call, call)
             .await
             .unwrap_or_else(|elapsed| {
                 Err(RuntimeError::unavailable(
                     ENGINE,
                     &self.endpoint,
-                    format!("no answer to {operation} within {:?}", self.call_timeout),
+                    format!(
+                        "no answer to {operation} within {:?}",
+                        self.timeouts.engine_call
+                    ),
                     elapsed,
                 ))
             })
@@ -212,43 +221,21 @@ impl PodmanRuntime {
     }
 }
 
-/// Label filters in libpod's syntax (`key` or `key=value`).
-fn container_filters(selector: &LabelSelector) -> Vec<ContainerListFilter> {
+/// Label filters in libpod's syntax (`key` or `key=value`), as `key` and `key_val` make them
+/// (the container and network listings take different filter types).
+fn label_filters<F>(
+    selector: &LabelSelector,
+    key: fn(String) -> F,
+    key_val: fn(String, String) -> F,
+) -> Vec<F> {
     selector
         .0
         .iter()
         .map(|(k, v)| match v {
-            Some(v) => ContainerListFilter::LabelKeyVal(k.clone(), v.clone()),
-            None => ContainerListFilter::LabelKey(k.clone()),
+            Some(v) => key_val(k.clone(), v.clone()),
+            None => key(k.clone()),
         })
         .collect()
-}
-
-fn network_filters(selector: &LabelSelector) -> Vec<NetworkListFilter> {
-    selector
-        .0
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => NetworkListFilter::LabelKeyVal(k.clone(), v.clone()),
-            None => NetworkListFilter::LabelKey(k.clone()),
-        })
-        .collect()
-}
-
-/// A selector in words, for messages: `labelled a=b, c`.
-fn selected(selector: &LabelSelector) -> String {
-    if selector.0.is_empty() {
-        return "(no label filter)".into();
-    }
-    let labels: Vec<String> = selector
-        .0
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v}"),
-            None => k.clone(),
-        })
-        .collect();
-    format!("labelled {}", labels.join(", "))
 }
 
 fn network_info(n: podman_api::models::Network) -> NetworkInfo {
@@ -331,15 +318,16 @@ impl ContainerRuntime for PodmanRuntime {
             // then reading each one's addresses; a bridge that another network's container adds
             // or removes in between fails the whole create with "route ip+net: no such network
             // interface". Nothing was created then, so the create is tried again, a few times.
-            let mut attempt = 0;
+            let mut attempt: u32 = 0;
             let created = loop {
                 attempt += 1;
                 match self.podman.networks().create(&opts).await {
                     Err(e)
-                        if attempt < 5 && engine_message(&e).contains("no such network interface") =>
+                        if attempt < self.timeouts.create_attempts
+                            && engine_message(&e).contains("no such network interface") =>
                     {
                         warn!(network = %spec.name, attempt, "interfaces changed during network create; trying again");
-                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                        tokio::time::sleep(self.timeouts.create_retry_wait * attempt).await;
                     }
                     other => break other,
                 }
@@ -410,18 +398,18 @@ impl ContainerRuntime for PodmanRuntime {
     async fn list_networks(&self, selector: &LabelSelector) -> Result<Vec<NetworkInfo>> {
         self.bounded("list_networks", async {
             let opts = NetworkListOpts::builder()
-                .filter(network_filters(selector))
+                .filter(label_filters(
+                    selector,
+                    NetworkListFilter::LabelKey,
+                    NetworkListFilter::LabelKeyVal,
+                ))
                 .build();
             let networks = self.podman.networks().list(&opts).await.map_err(|e| {
-                self.call("listing every", ObjectKind::Network, &selected(selector))
+                self.call("listing every", ObjectKind::Network, &selector.to_string())
                     .error(e)
             })?;
             // Podman matches label keys as patterns; keep exactly the selected ones.
-            Ok(networks
-                .into_iter()
-                .map(network_info)
-                .filter(|n| selector.matches(&n.labels))
-                .collect())
+            Ok(selector.keep(networks.into_iter().map(network_info)))
         })
         .await
     }
@@ -518,11 +506,19 @@ impl ContainerRuntime for PodmanRuntime {
         self.bounded("list_containers", async {
             let opts = ContainerListOpts::builder()
                 .all(true)
-                .filter(container_filters(selector))
+                .filter(label_filters(
+                    selector,
+                    ContainerListFilter::LabelKey,
+                    ContainerListFilter::LabelKeyVal,
+                ))
                 .build();
             let listed = self.podman.containers().list(&opts).await.map_err(|e| {
-                self.call("listing every", ObjectKind::Container, &selected(selector))
-                    .error(e)
+                self.call(
+                    "listing every",
+                    ObjectKind::Container,
+                    &selector.to_string(),
+                )
+                .error(e)
             })?;
             // The listing has no addresses, health or published host ports: inspect each. A
             // container removed in between is simply no longer listed.
@@ -537,11 +533,7 @@ impl ContainerRuntime for PodmanRuntime {
                 })
             });
             let infos = futures_util::future::try_join_all(inspections).await?;
-            Ok(infos
-                .into_iter()
-                .flatten()
-                .filter(|c| selector.matches(&c.labels))
-                .collect())
+            Ok(selector.keep(infos.into_iter().flatten()))
         })
         .await
     }
@@ -631,27 +623,17 @@ impl ContainerRuntime for PodmanRuntime {
         let opts = builder.build();
         let container = self.podman.containers().get(name);
         let mut stream = container.logs(&opts);
-        // One buffer per stream: a partial stdout line must not be glued to stderr output.
-        let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut lines = LogLines::new();
         while let Some(chunk) = stream.next().await {
-            let (buf, bytes) = match chunk.map_err(|e| call.error(e))? {
-                TtyChunk::StdErr(bytes) => (&mut pending[1], bytes),
-                TtyChunk::StdOut(bytes) | TtyChunk::StdIn(bytes) => (&mut pending[0], bytes),
+            let (stream, bytes) = match chunk.map_err(|e| call.error(e))? {
+                TtyChunk::StdErr(bytes) => (LogStream::Stderr, bytes),
+                TtyChunk::StdOut(bytes) | TtyChunk::StdIn(bytes) => (LogStream::Stdout, bytes),
             };
-            buf.extend_from_slice(&bytes);
-            while let Some(at) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=at).collect();
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-                if !sink(text.trim_end_matches('\r').to_string()) {
-                    return Ok(());
-                }
+            if !lines.push(stream, &bytes, sink) {
+                return Ok(());
             }
         }
-        for rest in pending.iter().filter(|b| !b.is_empty()) {
-            if !sink(String::from_utf8_lossy(rest).into_owned()) {
-                break;
-            }
-        }
+        lines.finish(sink);
         Ok(())
     }
 }

@@ -39,7 +39,9 @@ pub const DEFAULT_IMAGE: &str = "bottle-sidecars:latest";
 /// Reads one variable of the launcher's environment.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// How long and how `up` waits.
+/// Every wait and retry count of bottle's engine work, in one place: how `up` waits (the first
+/// three fields, read by the lifecycle), and how adapters bound and retry engine calls (the
+/// rest, read by the in-tree adapters through their `with_timeouts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Until every published port has a host port.
@@ -47,10 +49,28 @@ pub struct Timeouts {
     /// Until every agent-facing daemon accepts connections.
     pub readiness: Duration,
     /// How long a fresh connection must stay open to count as a daemon's, on a runtime whose
-    /// ports are [`PortForwarding::Proxied`]: Docker's userland proxy accepts on the host even
-    /// when nothing listens in the container, then closes. Not waited on a
-    /// [`PortForwarding::Direct`] runtime, where an accepted connection is the daemon's.
+    /// ports are [`PortForwarding::Proxied`](crate::PortForwarding::Proxied): Docker's
+    /// userland proxy accepts on the host even when nothing listens in the container, then
+    /// closes. Not waited on a [`PortForwarding::Direct`](crate::PortForwarding::Direct)
+    /// runtime, where an accepted connection is the daemon's (see [`readiness`]).
     pub idle_probe: Duration,
+    /// Connecting to an engine: the whole handshake (Docker: version negotiation and ping).
+    pub engine_connect: Duration,
+    /// One ping of a candidate endpoint while looking for the engine (Podman tries several).
+    pub engine_ping: Duration,
+    /// Any other engine call, so an engine that stops answering fails the call instead of
+    /// hanging it (a followed log stream excepted).
+    pub engine_call: Duration,
+    /// How long removing a container waits for another removal of it already in progress.
+    pub removal_in_progress: Duration,
+    /// How often that wait looks again.
+    pub removal_poll: Duration,
+    /// How many times an adapter makes a create that failed for a passing reason of the
+    /// engine's own (Podman 4.3's race with interfaces coming and going); nothing was created
+    /// by the failed ones.
+    pub create_attempts: u32,
+    /// The wait before the n-th repeat of such a create is n times this.
+    pub create_retry_wait: Duration,
 }
 
 impl Default for Timeouts {
@@ -59,6 +79,13 @@ impl Default for Timeouts {
             host_ports: Duration::from_secs(10),
             readiness: Duration::from_secs(30),
             idle_probe: IDLE_WINDOW,
+            engine_connect: Duration::from_secs(10),
+            engine_ping: Duration::from_secs(5),
+            engine_call: Duration::from_secs(120),
+            removal_in_progress: Duration::from_secs(30),
+            removal_poll: Duration::from_millis(100),
+            create_attempts: 5,
+            create_retry_wait: Duration::from_millis(20),
         }
     }
 }

@@ -155,7 +155,7 @@ impl InMemoryRuntime {
         self.lock().daemons_silent = on;
     }
 
-    /// Sets what [`ContainerRuntime::port_forwarding`] reports and how later starts publish a
+    /// Sets what [`ContainerRuntime::port_forwarding`](crate::ContainerRuntime::port_forwarding) reports and how later starts publish a
     /// port with no daemon behind it. `Proxied` (the default) accepts connections there and
     /// closes them at once, as Docker's userland proxy does; `Direct` refuses them, as a
     /// kernel-forwarded port does.
