@@ -1,5 +1,7 @@
 //! `bottle env`: the agent's variables of a running bottle, re-read from the engine.
 
+use bottle_core::Error;
+
 use crate::commands::{check_slug, Context};
 use crate::exit::Failure;
 use crate::json;
@@ -9,12 +11,16 @@ pub async fn run(ctx: &Context, slug: &str) -> Result<(), Failure> {
     check_slug(slug)?;
     let (lifecycle, engine) = ctx.lifecycle().await?;
     let endpoints = lifecycle.endpoints(slug).await?;
-    let status = lifecycle.list().await?.into_iter().find(|b| b.slug == slug);
     let mut report = json::Endpoints::new(&endpoints, engine.engine.name(), &ctx.global.prefix);
-    if let Some(status) = status {
-        report.subnet = status.subnet;
-        report.network = status.network;
-        report.container = status.container;
+    // This bottle's names only (never a scan of every bottle); gone since is not an error.
+    match lifecycle.status(slug).await {
+        Ok(status) => {
+            report.subnet = status.subnet;
+            report.network = status.network;
+            report.container = status.container;
+        }
+        Err(Error::NotUp { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     ctx.write(|out| output::endpoints(out, ctx.global.output, &report));
     Ok(())

@@ -1,7 +1,6 @@
 //! `bottle logs`: the bundle container's output.
 
 use bottle_core::runtime::LogOptions;
-use bottle_core::Error;
 
 use crate::cli::Output;
 use crate::commands::{check_slug, Context};
@@ -15,15 +14,7 @@ pub async fn run(
     tail: Option<usize>,
 ) -> Result<(), Failure> {
     check_slug(slug)?;
-    let (lifecycle, engine) = ctx.lifecycle().await?;
-    // Only a bundle of ours (found by labels), never a stray container named like one.
-    let container = lifecycle
-        .list()
-        .await?
-        .into_iter()
-        .find(|b| b.slug == slug)
-        .and_then(|b| b.container)
-        .ok_or_else(|| Error::NotUp { slug: slug.into() })?;
+    let (lifecycle, _) = ctx.lifecycle().await?;
     let as_json = ctx.global.output == Output::Json;
     // A closed pipe (`bottle logs x | head`) ends the stream.
     let mut sink = |line: String| {
@@ -37,9 +28,9 @@ pub async fn run(
             }
         })
     };
-    engine
-        .runtime
-        .logs(&container, LogOptions { tail, follow }, &mut sink)
+    // Only this bottle's bundle, found by labels (never a stray container named like one).
+    lifecycle
+        .logs(slug, LogOptions { tail, follow }, &mut sink)
         .await?;
     Ok(())
 }
