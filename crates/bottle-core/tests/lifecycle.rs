@@ -10,7 +10,7 @@ use bottle_core::catalog::Catalog;
 use bottle_core::lifecycle::{Lifecycle, LifecycleConfig, NoProgress, Timeouts};
 use bottle_core::memory::Op;
 use bottle_core::plan::Pools;
-use bottle_core::runtime::{Limits, Mount};
+use bottle_core::runtime::{Limits, LogOptions, Mount};
 use bottle_core::spec::{BottleSpec, EnvEntry, LoopbackChoice};
 use bottle_core::{
     labels, Advice, ContainerRuntime, Error, ErrorKind, InMemoryRuntime, PortForwarding,
@@ -772,4 +772,68 @@ async fn an_up_interrupted_during_a_create_removes_what_the_create_made() {
         assert!(rt.is_empty(), "{op:?}: {:?}", rt.object_names());
         rt.release(op);
     }
+}
+
+#[tokio::test]
+async fn status_and_logs_find_one_bottle_by_its_labels() {
+    let rt = engine();
+    let lc = lifecycle(&rt, "bt-one");
+    let one = lc.up(&spec("one"), &NoProgress).await.unwrap();
+    let two = lc.up(&spec("two"), &NoProgress).await.unwrap();
+    // The same slug under another prefix is another lifecycle's bottle.
+    let other = lifecycle(&rt, "bt-other");
+    other.up(&spec("one"), &NoProgress).await.unwrap();
+
+    let status = lc.status("one").await.unwrap();
+    assert_eq!(status.slug, "one");
+    assert_eq!(
+        status.container.as_deref(),
+        Some(one.plan.container_name.as_str())
+    );
+    assert_eq!(
+        status.network.as_deref(),
+        Some(one.plan.network_name.as_str())
+    );
+    assert_eq!(status.loopback, Some(one.plan.loopback));
+    assert!(status.is_complete(), "{status:?}");
+
+    // A dead daemon of one bottle shows in its own status, not in another's.
+    let facing = two.plan.agent_facing().next().unwrap();
+    rt.kill_daemon(&two.plan.container_name, facing.port);
+    assert_eq!(
+        lc.status("two").await.unwrap().unreachable,
+        [facing.name.clone()]
+    );
+    assert!(lc.status("one").await.unwrap().is_complete());
+    assert_eq!(lc.list().await.unwrap().len(), 2);
+
+    let err = lc.status("none").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotUp { slug } if slug == "none"),
+        "{err:?}"
+    );
+    let err = lc.status("Bad").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err:?}");
+
+    let mut lines = Vec::new();
+    lc.logs("one", LogOptions::default(), &mut |l| {
+        lines.push(l);
+        true
+    })
+    .await
+    .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[init] starting daemons")),
+        "{lines:?}"
+    );
+    let err = lc
+        .logs("none", LogOptions::default(), &mut |_| true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotUp { slug } if slug == "none"),
+        "{err:?}"
+    );
 }
