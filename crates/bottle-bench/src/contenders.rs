@@ -254,11 +254,16 @@ pub async fn connect_runtime(engine: Engine) -> Result<Arc<dyn ContainerRuntime>
 
 /// The lifecycle with its default configuration, except the benchmark's prefix and pools.
 pub fn lifecycle(runtime: Arc<dyn ContainerRuntime>) -> Lifecycle {
+    Lifecycle::new(runtime, config())
+}
+
+/// The default configuration, except the benchmark's prefix and pools.
+pub fn config() -> LifecycleConfig {
     let mut config = LifecycleConfig::default();
     config.pools.prefix = PREFIX.to_string();
     config.pools.subnet_pool = SUBNET_POOL.parse().expect("valid pool");
     config.pools.loopback = LoopbackChoice::Pool(LOOPBACK_POOL.parse().expect("valid pool"));
-    Lifecycle::new(runtime, config)
+    config
 }
 
 /// The spec every bottle contender brings up: supervise on, so both of the reference image's

@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use crate::args;
 use crate::contenders::Contender;
-use crate::engine::{Api, Engine, IMAGE};
+use crate::engine::{Api, Engine, DEAF_IMAGE, IMAGE};
 use crate::report::{self, EngineReport, Machine};
 use crate::worker::{Deaf, Round, Scale};
 
@@ -225,7 +225,9 @@ async fn prepare(api: &Api, opts: &Options) -> Result<String, String> {
             api.engine.name()
         ));
     }
-    api.make_sigterm_deaf_image().await?;
+    let runtime = crate::engine::connect(api.engine).await?.runtime;
+    let dir = std::env::temp_dir().join("bottle-bench");
+    bottle_core::conformance::ensure_sigterm_deaf_image(&*runtime, DEAF_IMAGE, &dir).await;
     Ok(version)
 }
 

@@ -18,11 +18,9 @@ pub use bottle_cli::cli::Engine;
 /// The bundle image every contender starts: the CLI's.
 pub use bottle_cli::DEFAULT_IMAGE as IMAGE;
 
-/// An image whose PID 1 ignores SIGTERM (see [`Api::make_sigterm_deaf_image`]).
-pub const DEAF_IMAGE: &str = "bt-bench-sigterm-deaf:latest";
-
-/// The image's entrypoint binary.
-const BIN: &str = "/usr/local/bin/bottle-sidecars";
+/// An image whose PID 1 ignores SIGTERM, built by the conformance kit's builder (see
+/// [`bottle_core::conformance::ensure_sigterm_deaf_image`]).
+pub const DEAF_IMAGE: &str = "bt-bench-sleep:test";
 
 /// An engine by its name (`docker`, `podman`), as `--runtime` takes it.
 pub fn parse(name: &str) -> Option<Engine> {
@@ -359,37 +357,6 @@ impl Api {
         let doc = self.inspect(name).await?;
         Ok(doc["State"]["Running"].as_bool().unwrap_or(false))
     }
-
-    /// Makes [`DEAF_IMAGE`] from the reference image, locally: the same image with the egress
-    /// daemon itself as PID 1 instead of the init. The daemon installs no SIGTERM handler, and
-    /// the kernel does not deliver a signal without a handler to a namespace's PID 1, so the
-    /// bundle ignores SIGTERM: the case where a stop with a grace period waits it out in full.
-    pub async fn make_sigterm_deaf_image(&self) -> Result<(), String> {
-        if self.has_image(DEAF_IMAGE).await? {
-            return Ok(());
-        }
-        let holder = format!("{PREFIX}-mkimage");
-        self.remove_container(&holder).await?;
-        let body = json!({"Image": IMAGE, "NetworkDisabled": true});
-        self.http
-            .call(
-                "POST",
-                &format!("/containers/create?name={holder}"),
-                Some(&body),
-                &[],
-            )
-            .await?;
-        let change = format!("ENTRYPOINT [\"{BIN}\",\"daemon\",\"egress\"]");
-        let (repo, tag) = DEAF_IMAGE.split_once(':').unwrap_or((DEAF_IMAGE, "latest"));
-        let path = format!(
-            "/commit?container={holder}&repo={repo}&tag={tag}&changes={}",
-            percent(&change)
-        );
-        // Podman's handler decodes a (container config) body even when it is empty.
-        let committed = self.http.call("POST", &path, Some(&json!({})), &[]).await;
-        self.remove_container(&holder).await?;
-        committed.map(drop)
-    }
 }
 
 /// A kind of engine object.
@@ -397,19 +364,6 @@ impl Api {
 pub enum Kind {
     Container,
     Network,
-}
-
-/// Percent-encodes a query value.
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -428,10 +382,5 @@ mod tests {
             Some(BTreeMap::from([(9099, 40001)]))
         );
         assert_eq!(Api::host_ports(&doc, lo, &[9099, 9100]), None);
-    }
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(percent("ENTRYPOINT [\"a\"]"), "ENTRYPOINT%20%5B%22a%22%5D");
     }
 }

@@ -295,10 +295,15 @@ pub struct Deaf {
 }
 
 /// Brings up a bottle of [`DEAF_IMAGE`] with the library, proves that its PID 1 ignores SIGTERM,
-/// then times `down`.
+/// then times `down`. The image declares no daemons and the lifecycle assumes none (an empty
+/// default catalog), so `up` waits for no port: its PID 1 is `sleep`.
 pub async fn deaf(engine: Engine, slug: &str) -> Result<Deaf, String> {
     let api = Api::connect(engine).await?;
-    let lifecycle = contenders::lifecycle(contenders::connect_runtime(engine).await?);
+    let mut config = contenders::config();
+    config.catalog = bottle_core::Catalog {
+        daemons: Vec::new(),
+    };
+    let lifecycle = bottle_core::Lifecycle::new(contenders::connect_runtime(engine).await?, config);
     let mut spec = bottle_core::BottleSpec::new(slug);
     spec.image = DEAF_IMAGE.to_string();
     let bottle = lifecycle
