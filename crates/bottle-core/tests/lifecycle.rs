@@ -800,7 +800,10 @@ async fn status_and_logs_find_one_bottle_by_its_labels() {
     // A dead daemon of one bottle shows in its own status, not in another's.
     let facing = two.plan.agent_facing().next().unwrap();
     rt.kill_daemon(&two.plan.container_name, facing.port);
-    assert_eq!(lc.status("two").await.unwrap().unreachable, [&facing.name]);
+    assert_eq!(
+        lc.status("two").await.unwrap().unreachable,
+        std::slice::from_ref(&facing.name)
+    );
     assert!(lc.status("one").await.unwrap().is_complete());
     assert_eq!(lc.list().await.unwrap().len(), 2);
 
