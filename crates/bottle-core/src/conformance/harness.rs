@@ -3,8 +3,9 @@
 //! (a failure in CI, a skip with one line elsewhere); the reference image and the SIGTERM-deaf
 //! fixture image, each loaded once per binary and engine; and the [`Fixture`] of a binary.
 //!
-//! An adapter's tests call [`setup`] with the result of connecting their runtime; the CLI's
-//! tests take their pools from [`pools`].
+//! An adapter's tests declare their row with [`adapter_test_harness!`](crate::adapter_test_harness)
+//! (or call [`setup`] with the result of connecting their runtime); the CLI's tests take their
+//! pools from [`pools`].
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{ensure_reference_image, ensure_sigterm_deaf_image, require_engine, Fixture};
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, LogOptions};
 
 /// The pools and object-name prefix of one test binary on one engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +326,80 @@ where
     let deaf = sigterm_deaf_image(&rt, suite, tmp_dir).await;
     let fixture = suite.fixture(image, deaf);
     Some((Arc::new(rt.clone()), rt, fixture))
+}
+
+/// Declares, in an adapter's test module, what its test binaries share: `SUITE` (its row
+/// `adapter` of [`POOLS`]), `engine(test)` (connect, or skip as [`connect`] says), `setup(test)`
+/// (as [`setup`] says), `sigterm_deaf_image(&rt)` and `sigterm_deaf_archive()`. The arguments:
+/// the engine's name, the runtime type, and the expression that connects it.
+///
+/// ```ignore
+/// bottle_core::adapter_test_harness!("docker", DockerRuntime, DockerRuntime::connect());
+/// ```
+#[macro_export]
+macro_rules! adapter_test_harness {
+    ($engine:literal, $rt:ty, $connect:expr) => {
+        /// This binary's pools and prefix.
+        pub const SUITE: $crate::conformance::harness::SuitePools =
+            $crate::conformance::harness::pools("adapter", $engine);
+
+        fn tmp() -> &'static ::std::path::Path {
+            ::std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        }
+
+        /// The engine, or `None` after a line saying `test` is skipped (in CI a failure).
+        pub async fn engine(test: &str) -> Option<$rt> {
+            $crate::conformance::harness::connect(&SUITE, test, $connect.await)
+        }
+
+        /// The engine (as the lifecycle takes it and as itself) and the fixture, with both
+        /// images present.
+        pub async fn setup(
+            test: &str,
+        ) -> Option<(
+            ::std::sync::Arc<dyn $crate::ContainerRuntime>,
+            $rt,
+            $crate::conformance::Fixture,
+        )> {
+            $crate::conformance::harness::setup(
+                &SUITE,
+                test,
+                $connect.await,
+                env!("CARGO_MANIFEST_DIR"),
+                tmp(),
+            )
+            .await
+        }
+
+        /// The SIGTERM-deaf image on the engine; returns its tag.
+        pub async fn sigterm_deaf_image(rt: &$rt) -> String {
+            $crate::conformance::harness::sigterm_deaf_image(rt, &SUITE, tmp()).await
+        }
+
+        /// The `docker save` archive of the SIGTERM-deaf image.
+        pub fn sigterm_deaf_archive() -> ::std::path::PathBuf {
+            $crate::conformance::harness::sigterm_deaf_archive(&SUITE, tmp())
+        }
+    };
+}
+
+/// The lines `rt.logs` gives for `container`: every one, or with `stop_after` only that many
+/// (the sink then asks the stream to stop, which the contract says ends it). Panics, naming
+/// the container, when the call fails.
+pub async fn log_lines(
+    rt: &dyn ContainerRuntime,
+    container: &str,
+    options: LogOptions,
+    stop_after: Option<usize>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    rt.logs(container, options, &mut |line| {
+        lines.push(line);
+        stop_after.is_none_or(|n| lines.len() < n)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("logs of {container}: {e}"));
+    lines
 }
 
 #[cfg(test)]

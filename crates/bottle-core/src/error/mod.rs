@@ -2,14 +2,18 @@
 //! operation can return, which every adapter maps its engine's errors
 //! into; and [`Error`], everything the lifecycle can return: a runtime error, or one of the
 //! lifecycle's own kinds (already up, not ready, pool exhausted, ...) that no adapter returns.
+//! `advice`: what the caller can do about an [`Error`], as data ([`Advice`], [`Unusable`]).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
-use crate::runtime::ContainerState;
 use crate::spec::ValidationError;
+
+mod advice;
+
+pub use advice::{Advice, Unusable};
 
 /// A boxed error from an engine SDK or the operating system, kept as the source of an [`Error`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -280,70 +284,6 @@ pub enum Error {
     },
 }
 
-/// Why a bottle that exists cannot hand out endpoints ([`Error::NotUsable`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Unusable {
-    /// The bundle is not running.
-    #[error("bundle {container} is {state}")]
-    NotRunning {
-        container: String,
-        state: ContainerState,
-    },
-    /// The bundle stopped right after `up` started it.
-    #[error("bundle {container} stopped right after start")]
-    StoppedAtStart { container: String },
-    /// The bundle exited while `up` waited for one of its daemons.
-    #[error("bundle {container} exited while waiting for {daemon}")]
-    ExitedWhileWaiting { container: String, daemon: String },
-    /// An agent-facing daemon of a running bundle does not accept connections.
-    #[error("daemon {daemon} does not accept connections on {address}")]
-    NotAnswering { daemon: String, address: String },
-    /// A label the lifecycle reads the bundle by is missing (`loopback`, `catalog`).
-    #[error("bundle {container} has no {label} label")]
-    MissingLabel {
-        container: String,
-        label: &'static str,
-    },
-    /// A published port of the bundle has no host port.
-    #[error("bundle {container} has unassigned ports")]
-    UnassignedPorts { container: String },
-}
-
-/// What the caller can do about an [`Error`], as data: a front end words it, with the commands
-/// and flags it has (bottle's CLI adds its `--runtime` and `--prefix`). Nothing here names a
-/// command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Advice {
-    /// Nothing to suggest beyond the message.
-    None,
-    /// Fix the named input field ([`ValidationError::field`]).
-    FixInput { field: String },
-    /// Start the engine, or point at the one that runs; `hint` is the adapter's word on what
-    /// it needs.
-    StartEngine { engine: String, hint: String },
-    /// Load the image into the engine (or pull it where a registry is reachable).
-    LoadImage { image: String, engine: String },
-    /// Free a pool's candidates (tear down unused bottles, collect debris) or configure a
-    /// larger pool.
-    FreePool { what: &'static str },
-    /// The bottle is up: use it, or remove it; debris of a crashed launch is collected by gc.
-    UseOrRemoveBottle { slug: String },
-    /// Bring the bottle up.
-    StartBottle { slug: String },
-    /// Take the bottle down and bring it up again.
-    RecreateBottle { slug: String },
-    /// Read the bundle's output.
-    ReadLogs { slug: String },
-    /// Read the bundle's output, then take the bottle down and bring it up again.
-    ReadLogsThenRecreate { slug: String },
-    /// Objects were left behind: collect them (gc).
-    CollectGarbage,
-    /// Look at the engine's own details (more verbose logs, the engine's diagnostics).
-    Diagnose,
-}
-
 /// The kind of an [`Error`], for callers that branch on it (exit codes, retries, tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -369,60 +309,6 @@ pub enum ErrorKind {
 }
 
 impl Error {
-    /// What the caller can do about it, as data (see [`Advice`]).
-    pub fn advice(&self) -> Advice {
-        match self {
-            Error::Invalid(v) => Advice::FixInput {
-                field: v.field().to_string(),
-            },
-            Error::Runtime(RuntimeError::EngineUnavailable { engine, hint, .. }) => {
-                Advice::StartEngine {
-                    engine: engine.clone(),
-                    hint: hint.clone(),
-                }
-            }
-            Error::Runtime(_) | Error::Io { .. } => Advice::Diagnose,
-            Error::PoolExhausted { what, .. } => Advice::FreePool { what },
-            Error::AlreadyUp { slug, .. } => Advice::UseOrRemoveBottle { slug: slug.clone() },
-            Error::NotUp { slug } => Advice::StartBottle { slug: slug.clone() },
-            Error::NotUsable { slug, reason } => {
-                let slug = slug.clone();
-                match reason {
-                    Unusable::NotRunning { .. }
-                    | Unusable::MissingLabel { .. }
-                    | Unusable::UnassignedPorts { .. } => Advice::RecreateBottle { slug },
-                    Unusable::StoppedAtStart { .. } | Unusable::ExitedWhileWaiting { .. } => {
-                        Advice::ReadLogs { slug }
-                    }
-                    Unusable::NotAnswering { .. } => Advice::ReadLogsThenRecreate { slug },
-                }
-            }
-            Error::ImageMissing { image, engine } => Advice::LoadImage {
-                image: image.clone(),
-                engine: engine.clone(),
-            },
-            Error::NotReady { slug, .. } => Advice::ReadLogs { slug: slug.clone() },
-            Error::CleanupFailed { .. } => Advice::CollectGarbage,
-            Error::ImageLacksDaemon { .. }
-            | Error::PublishedBeyondLoopback { .. }
-            | Error::PortNotAssigned { .. }
-            | Error::Interrupted { .. } => Advice::None,
-        }
-    }
-
-    /// The slug of the bottle the error is about, when it is about one.
-    pub fn slug(&self) -> Option<&str> {
-        match self {
-            Error::AlreadyUp { slug, .. }
-            | Error::NotUp { slug }
-            | Error::NotUsable { slug, .. }
-            | Error::NotReady { slug, .. }
-            | Error::Interrupted { slug } => Some(slug),
-            Error::CleanupFailed { original, .. } => original.slug(),
-            _ => None,
-        }
-    }
-
     /// The semantic kind. For [`Error::CleanupFailed`] this is the kind of the original error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -441,100 +327,5 @@ impl Error {
             Error::Interrupted { .. } => ErrorKind::Interrupted,
             Error::Io { .. } => ErrorKind::Io,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One of each lifecycle variant with a slug, and what it advises.
-    fn cases() -> Vec<(Error, Advice)> {
-        let slug = || "s".to_string();
-        vec![
-            (
-                Error::PoolExhausted {
-                    what: "subnet",
-                    pool: "10.0.0.0/16".into(),
-                },
-                Advice::FreePool { what: "subnet" },
-            ),
-            (
-                Error::AlreadyUp {
-                    slug: slug(),
-                    found: "network n exists".into(),
-                },
-                Advice::UseOrRemoveBottle { slug: slug() },
-            ),
-            (
-                Error::NotUp { slug: slug() },
-                Advice::StartBottle { slug: slug() },
-            ),
-            (
-                Error::NotUsable {
-                    slug: slug(),
-                    reason: Unusable::NotRunning {
-                        container: "c".into(),
-                        state: ContainerState::Exited,
-                    },
-                },
-                Advice::RecreateBottle { slug: slug() },
-            ),
-            (
-                Error::NotUsable {
-                    slug: slug(),
-                    reason: Unusable::NotAnswering {
-                        daemon: "d".into(),
-                        address: "127.0.0.1:1".into(),
-                    },
-                },
-                Advice::ReadLogsThenRecreate { slug: slug() },
-            ),
-            (
-                Error::ImageMissing {
-                    image: "i".into(),
-                    engine: "docker".into(),
-                },
-                Advice::LoadImage {
-                    image: "i".into(),
-                    engine: "docker".into(),
-                },
-            ),
-            (
-                Error::NotReady {
-                    slug: slug(),
-                    daemon: "d".into(),
-                    address: "127.0.0.1:1".into(),
-                    waited: Duration::from_secs(1),
-                },
-                Advice::ReadLogs { slug: slug() },
-            ),
-            (
-                Error::CleanupFailed {
-                    original: Box::new(Error::NotUp { slug: slug() }),
-                    cleanup: vec![RuntimeError::not_supported("memory", "removing")],
-                },
-                Advice::CollectGarbage,
-            ),
-        ]
-    }
-
-    #[test]
-    fn every_error_carries_its_advice_as_data_and_names_no_command() {
-        for (error, advice) in cases() {
-            assert_eq!(error.advice(), advice, "{error:?}");
-            let text = error.to_string();
-            assert!(
-                !text.contains('`') && !text.contains("xtask"),
-                "the message of {error:?} gives no command: {text}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_slug_of_an_error_is_found_through_a_failed_cleanup() {
-        let (error, _) = cases().pop().expect("a cleanup case");
-        assert_eq!(error.slug(), Some("s"));
-        assert_eq!(error.kind(), ErrorKind::NotUp);
     }
 }
