@@ -17,7 +17,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bottle_core::conformance::harness::pools;
 use bottle_core::conformance::{ensure_reference_image, require_engine};
@@ -148,7 +148,7 @@ async fn hundred_bottles(engine: Engine) {
     let answers = futures_util::future::join_all(
         ports
             .iter()
-            .map(|(_, addr)| probe(*addr, Duration::from_millis(25))),
+            .map(|(_, addr)| probe(*addr, bottle_core::lifecycle::IDLE_WINDOW)),
     )
     .await;
     let silent: Vec<&String> = ports
