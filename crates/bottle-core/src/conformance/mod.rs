@@ -281,26 +281,27 @@ async fn remove_all(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture, case: &str) {
     let sel = LabelSelector::all()
         .eq("io.bottle.conformance", &fx.prefix)
         .eq("io.bottle.conformance.case", case);
-    for c in rt.list_containers(&sel).await.expect("list containers") {
-        rt.remove_container(&c.name)
-            .await
-            .expect("remove container");
-    }
-    for n in rt.list_networks(&sel).await.expect("list networks") {
-        rt.remove_network(&n.name).await.expect("remove network");
-    }
+    remove_selected(rt, &sel).await;
 }
 
 /// Removes every container and network of this fixture's prefix, of every case (after a case
 /// that failed half-way).
 pub async fn remove_everything(rt: &Arc<dyn ContainerRuntime>, fx: &Fixture) {
-    let sel = LabelSelector::all().eq("io.bottle.conformance", &fx.prefix);
-    for c in rt.list_containers(&sel).await.expect("list containers") {
+    remove_selected(
+        rt,
+        &LabelSelector::all().eq("io.bottle.conformance", &fx.prefix),
+    )
+    .await;
+}
+
+/// Removes the containers, then the networks, that `sel` selects.
+async fn remove_selected(rt: &Arc<dyn ContainerRuntime>, sel: &LabelSelector) {
+    for c in rt.list_containers(sel).await.expect("list containers") {
         rt.remove_container(&c.name)
             .await
             .expect("remove container");
     }
-    for n in rt.list_networks(&sel).await.expect("list networks") {
+    for n in rt.list_networks(sel).await.expect("list networks") {
         rt.remove_network(&n.name).await.expect("remove network");
     }
 }
