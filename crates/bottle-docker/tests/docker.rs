@@ -25,7 +25,7 @@ use bottle_core::{BottleSpec, ContainerRuntime, EnvEntry, ErrorKind};
 use bottle_docker::convert::TMPFS_OPTIONS;
 use bottle_docker::DockerRuntime;
 
-use bottle_core::conformance::harness::say;
+use bottle_core::conformance::harness::{log_lines, say};
 use common::{engine, setup, SUITE};
 
 /// Everything of one lifecycle prefix on the engine, found by label: bottles' networks and
@@ -617,35 +617,18 @@ async fn logs_stream_stdout_and_stderr_lines() {
     create_sleeper(&docker, out, &["/bin/sleep", "--version"]).await;
     rt.start_container(out).await.expect("start");
     wait_exited(&rt, out).await;
-    let mut lines = Vec::new();
-    rt.logs(out, LogOptions::default(), &mut |l| {
-        lines.push(l);
-        true
-    })
-    .await
-    .expect("logs");
+    let lines = log_lines(&*rt, out, LogOptions::default(), None).await;
     assert!(lines.len() > 1, "{lines:?}");
     assert!(lines[0].starts_with("sleep (GNU coreutils)"), "{lines:?}");
     assert!(lines.iter().all(|l| !l.contains('\n')), "{lines:?}");
-    let mut last = Vec::new();
     let tail = LogOptions {
         tail: Some(1),
         follow: true,
     };
-    rt.logs(out, tail, &mut |l| {
-        last.push(l);
-        true
-    })
-    .await
-    .expect("follow logs of an exited container returns");
+    // Following the logs of an exited container returns.
+    let last = log_lines(&*rt, out, tail, None).await;
     assert_eq!(last.as_slice(), &lines[lines.len() - 1..]);
-    let mut first_only = Vec::new();
-    rt.logs(out, LogOptions::default(), &mut |l| {
-        first_only.push(l);
-        false
-    })
-    .await
-    .expect("logs");
+    let first_only = log_lines(&*rt, out, LogOptions::default(), Some(1)).await;
     assert_eq!(first_only.len(), 1, "the sink stops the stream");
     rt.remove_container(out).await.expect("remove");
 
@@ -654,13 +637,7 @@ async fn logs_stream_stdout_and_stderr_lines() {
     create_sleeper(&docker, err_name, &["/bin/sleep", "bogus"]).await;
     rt.start_container(err_name).await.expect("start");
     wait_exited(&rt, err_name).await;
-    let mut errs = Vec::new();
-    rt.logs(err_name, LogOptions::default(), &mut |l| {
-        errs.push(l);
-        true
-    })
-    .await
-    .expect("logs");
+    let errs = log_lines(&*rt, err_name, LogOptions::default(), None).await;
     assert!(
         errs.iter().any(|l| l.contains("invalid time interval")),
         "stderr is read: {errs:?}"

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bottle_core::conformance::harness::say;
+use bottle_core::conformance::harness::{log_lines, say};
 use bottle_core::conformance::{image_archive, Fixture};
 use bottle_core::lifecycle::{probe, NoProgress};
 use bottle_core::runtime::{
@@ -218,39 +218,25 @@ async fn a_bottle_answers_on_its_loopback_address_only_and_keeps_its_pinned_ip()
     }
     // The bundle's output, whole, tailed, and cut short by the sink.
     let name = &bottle.plan.container_name;
-    let mut all = Vec::new();
-    rt.logs(name, LogOptions::default(), &mut |line| {
-        all.push(line);
-        true
-    })
-    .await
-    .expect("logs");
+    let all = log_lines(&*rt, name, LogOptions::default(), None).await;
     assert!(!all.is_empty(), "the bundle says something when it starts");
     assert!(all.iter().all(|l| !l.contains('\n')), "{all:?}");
-    let mut last = Vec::new();
     let tail = LogOptions {
         tail: Some(1),
         follow: false,
     };
-    rt.logs(name, tail, &mut |line| {
-        last.push(line);
-        true
-    })
-    .await
-    .expect("tail");
+    let last = log_lines(&*rt, name, tail, None).await;
     assert_eq!(
         last.as_slice(),
         &all[all.len() - 1..],
         "tail 1 is the last line"
     );
-    let mut calls = 0;
-    rt.logs(name, LogOptions::default(), &mut |_| {
-        calls += 1;
-        false
-    })
-    .await
-    .expect("logs stopped by the sink");
-    assert_eq!(calls, 1, "a sink that returns false gets no more lines");
+    let first = log_lines(&*rt, name, LogOptions::default(), Some(1)).await;
+    assert_eq!(
+        first.len(),
+        1,
+        "a sink that returns false gets no more lines"
+    );
     lc.down("only", &NoProgress).await.expect("down");
 }
 
