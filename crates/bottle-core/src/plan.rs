@@ -542,7 +542,7 @@ pub fn agent_endpoints(
 ) -> AgentEndpoints {
     let mut env = BTreeMap::new();
     let mut endpoints = Vec::new();
-    for d in daemons.iter().filter(|d| d.facing == Facing::Agent) {
+    for d in agent_facing(daemons) {
         let Some(&host_port) = host_ports.get(&d.port) else {
             continue;
         };

@@ -203,6 +203,14 @@ pub const POOLS: &[SuitePools] = &[
         "10.253.0.0/16",
         "127.113.0.0/16",
     ),
+    // The in-memory engine through the CLI library: its loopback addresses are real listeners.
+    suite(
+        "cli-snapshots",
+        "memory",
+        "bt-snap-memory",
+        "10.255.0.0/16",
+        "127.115.0.0/16",
+    ),
 ];
 
 const fn same(a: &str, b: &str) -> bool {

@@ -202,10 +202,8 @@ pub async fn port_without_daemon_never_passes_readiness(
     let case = "empty-port";
     remove_all(rt, fx, case).await;
     let catalog = fixture_catalog(rt, fx).await;
-    let daemon = catalog
-        .daemons
-        .iter()
-        .find(|d| d.facing == crate::catalog::Facing::Agent)
+    let daemon = crate::plan::agent_facing(&catalog.daemons)
+        .next()
         .expect("an agent-facing daemon");
     // A port no daemon of the image listens on.
     let empty = (9000..)

@@ -164,28 +164,23 @@ struct Published {
 
 /// Where a bundle publishes its agent-facing daemons, or why that cannot be told.
 fn published(c: &ContainerInfo) -> std::result::Result<Published, NoAddresses> {
-    let slug = c.labels.get(labels::SLUG).cloned().unwrap_or_default();
-    let not_usable = |reason: Unusable| Error::NotUsable {
-        slug: slug.clone(),
-        reason,
+    let labels = BottleLabels::decode(&c.labels);
+    let missing = |label: &'static str| {
+        Box::new(Error::NotUsable {
+            slug: labels.as_ref().map(|l| l.slug.clone()).unwrap_or_default(),
+            reason: Unusable::MissingLabel {
+                container: c.name.clone(),
+                label,
+            },
+        })
     };
-    let catalog = match c.labels.get(labels::CATALOG).map(|j| Catalog::from_json(j)) {
+    let catalog = match labels.as_ref().and_then(BottleLabels::catalog) {
         Some(Ok(catalog)) => catalog,
         Some(Err(e)) => return Err(NoAddresses::NoCatalog(Box::new(e.into()))),
-        None => {
-            let e = not_usable(Unusable::MissingLabel {
-                container: c.name.clone(),
-                label: "catalog",
-            });
-            return Err(NoAddresses::NoCatalog(Box::new(e)));
-        }
+        None => return Err(NoAddresses::NoCatalog(missing("catalog"))),
     };
-    let Some(loopback) = labels::loopback(&c.labels) else {
-        let e = not_usable(Unusable::MissingLabel {
-            container: c.name.clone(),
-            label: "loopback",
-        });
-        return Err(NoAddresses::Unpublished(catalog, Box::new(e)));
+    let Some(loopback) = labels.as_ref().and_then(|l| l.loopback) else {
+        return Err(NoAddresses::Unpublished(catalog, missing("loopback")));
     };
     match resolve_host_ports(&c.name, loopback, &agent_ports(&catalog.daemons), &c.ports) {
         Ok(Some(ports)) => Ok(Published {
@@ -194,9 +189,12 @@ fn published(c: &ContainerInfo) -> std::result::Result<Published, NoAddresses> {
             ports,
         }),
         Ok(None) => {
-            let e = not_usable(Unusable::UnassignedPorts {
-                container: c.name.clone(),
-            });
+            let e = Error::NotUsable {
+                slug: labels.map(|l| l.slug).unwrap_or_default(),
+                reason: Unusable::UnassignedPorts {
+                    container: c.name.clone(),
+                },
+            };
             Err(NoAddresses::Unpublished(catalog, Box::new(e)))
         }
         Err(e) => Err(NoAddresses::Unpublished(catalog, Box::new(e))),
