@@ -18,6 +18,16 @@ use crate::runtime::{
 };
 use crate::spec::BottleSpec;
 
+/// What `up` launches: the spec, and the image with its catalog and profile as the image check
+/// found them.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    spec: &'a BottleSpec,
+    image: &'a str,
+    catalog: &'a Catalog,
+    profile: &'a ImageProfile,
+}
+
 /// What `up` created so far, for rollback in reverse order.
 ///
 /// A create whose answer is not back when `up` is interrupted may have taken effect: its name
@@ -63,9 +73,15 @@ impl Lifecycle {
             let (catalog, profile) = self.image_catalog(&image).await?;
             plan::select_daemons(spec, &catalog, &image)?;
 
+            let launch = Launch {
+                spec,
+                image: &image,
+                catalog: &catalog,
+                profile: &profile,
+            };
             let mut created = Created::default();
             let result = tokio::select! {
-                r = self.up_steps(spec, &image, &catalog, &profile, progress, &mut created) => r,
+                r = self.up_steps(&launch, progress, &mut created) => r,
                 () = interrupt => Err(Error::Interrupted { slug: spec.slug.clone() }),
             };
             match result {
@@ -83,19 +99,16 @@ impl Lifecycle {
 
     async fn up_steps(
         &self,
-        spec: &BottleSpec,
-        image: &str,
-        catalog: &Catalog,
-        profile: &ImageProfile,
+        launch: &Launch<'_>,
         progress: &dyn Progress,
         created: &mut Created,
     ) -> Result<Bottle> {
-        let slug = spec.slug.as_str();
+        let slug = launch.spec.slug.as_str();
         progress.step(slug, &Step::Allocating);
         // Held until the bundle's ports are published: from then on the host itself shows the
         // loopback address as taken to launchers on other engines.
         let (plan, _reservation) = self
-            .allocate_and_create_network(spec, image, catalog, profile, progress, created)
+            .allocate_and_create_network(launch, progress, created)
             .await?;
 
         progress.step(
@@ -149,13 +162,16 @@ impl Lifecycle {
     /// the plan and its reservation.
     async fn allocate_and_create_network(
         &self,
-        spec: &BottleSpec,
-        image: &str,
-        catalog: &Catalog,
-        profile: &ImageProfile,
+        launch: &Launch<'_>,
         progress: &dyn Progress,
         created: &mut Created,
     ) -> Result<(BundlePlan, Reservation)> {
+        let Launch {
+            spec,
+            image,
+            catalog,
+            profile,
+        } = *launch;
         let name = plan::network_name(self.prefix(), &spec.slug);
         let mut refused: Vec<ipnet::Ipv4Net> = Vec::new();
         for attempt in 0..=self.config.max_subnet_retries {
