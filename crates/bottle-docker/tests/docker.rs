@@ -15,7 +15,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
 };
 use bottle_core::labels;
-use bottle_core::lifecycle::{probe, Lifecycle, NoProgress};
+use bottle_core::lifecycle::{Lifecycle, NoProgress, Readiness};
 use bottle_core::plan::ImageProfile;
 use bottle_core::runtime::{
     ContainerSpec, EnvValue, EnvVar, Health, LabelSelector, Labels, Limits, LogOptions, Mount,
@@ -323,7 +323,7 @@ async fn ports_answer_on_the_bottle_loopback_only() {
     for d in &ep.daemons {
         let on_bottle = SocketAddr::new(IpAddr::V4(ep.loopback), d.host_port);
         assert!(
-            probe(on_bottle, Duration::from_millis(25)).await,
+            Readiness::any_runtime().probe(on_bottle).await,
             "{} answers on {on_bottle}",
             d.daemon
         );
@@ -424,7 +424,7 @@ async fn two_bottles_at_once_are_apart() {
         assert!(bottle.plan.subnet.contains(&ip));
         for d in &bottle.endpoints.daemons {
             let addr = SocketAddr::new(IpAddr::V4(bottle.endpoints.loopback), d.host_port);
-            assert!(probe(addr, Duration::from_millis(25)).await, "{addr}");
+            assert!(Readiness::any_runtime().probe(addr).await, "{addr}");
         }
     }
     for slug in ["east", "west"] {

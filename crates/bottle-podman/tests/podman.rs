@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bottle_core::conformance::harness::{log_lines, say};
 use bottle_core::conformance::{image_archive, Fixture};
-use bottle_core::lifecycle::{probe, NoProgress};
+use bottle_core::lifecycle::{NoProgress, Readiness};
 use bottle_core::runtime::{
     ContainerSpec, EnvValue, EnvVar, LabelSelector, Limits, LogOptions, NetworkSpec, PortBinding,
     Secret, Security,
@@ -192,7 +192,7 @@ async fn a_bottle_answers_on_its_loopback_address_only_and_keeps_its_pinned_ip()
     for d in &ep.daemons {
         let on_bottle = SocketAddr::new(IpAddr::V4(ep.loopback), d.host_port);
         assert!(
-            probe(on_bottle, Duration::from_millis(25)).await,
+            Readiness::any_runtime().probe(on_bottle).await,
             "{} answers on {on_bottle}",
             d.daemon
         );
@@ -258,7 +258,7 @@ async fn two_bottles_up_at_once_are_distinct_and_both_answer() {
         for d in &bottle.endpoints.daemons {
             let addr = SocketAddr::new(IpAddr::V4(bottle.endpoints.loopback), d.host_port);
             assert!(
-                probe(addr, Duration::from_millis(25)).await,
+                Readiness::any_runtime().probe(addr).await,
                 "{} of {} on {addr}",
                 d.daemon,
                 bottle.plan.slug
