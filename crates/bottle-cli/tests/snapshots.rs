@@ -6,6 +6,9 @@
 //! fails with both texts; `BOTTLE_UPDATE_SNAPSHOTS=1` rewrites the files instead (review the
 //! diff before committing it). A missing file is a failure too (and is written, for review).
 //!
+//! The values of the reports that do not depend on an engine's timing (the plan, `down`, the
+//! errors of a bottle's life) are pinned too, through the CLI library on the in-memory engine.
+//!
 //! The cases without an engine run everywhere; the engine cases need Docker and Podman (a
 //! failure in CI, a skip elsewhere). Pools: its rows `cli-snapshots` of the shared harness's pool table
 //! (`bottle_core::conformance::harness::POOLS`).
@@ -13,8 +16,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use bottle_cli::cli::{Cli, Engine as CliEngine};
+use bottle_cli::hint::Globals;
+use bottle_cli::runtime::Connected;
 use bottle_core::conformance::harness::pools;
+use bottle_core::ContainerRuntime;
+use clap::Parser;
 use common::{bottle_env, DownOnDrop, Engine, Run};
 use serde_json::Value;
 
@@ -262,4 +271,159 @@ fn docker_errors_and_json_shapes() {
 #[test]
 fn podman_errors_and_json_shapes() {
     on_engine(PODMAN);
+}
+
+/// A writer the test reads back after the command wrote to it.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The values, not only the shapes, of the reports that do not depend on an engine's timing or
+/// ports, through the CLI library on the in-memory engine: the whole plan (names, the subnet
+/// from the slug's hash, labels, env, mounts, limits) and a bottle's life as `down` reports it.
+#[test]
+fn values_through_the_library_on_the_in_memory_engine() {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (rt, fx) = bottle_core::conformance::memory_engine();
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt);
+    let info = tokio.block_on(runtime.info()).expect("info");
+    // The in-memory engine stands in for Docker: reports name the engine the CLI chose.
+    let connected = Connected {
+        engine: CliEngine::Docker,
+        runtime,
+        info,
+    };
+    let pools = pools("cli-snapshots", "memory");
+    let image = fx.image.as_str();
+    let with_pools = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = ["--prefix", pools.prefix]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect();
+        if matches!(args.first(), Some(&"up") | Some(&"plan")) {
+            all.extend(
+                [
+                    "--subnet-pool",
+                    pools.subnet_pool,
+                    "--loopback-pool",
+                    pools.loopback_pool,
+                ]
+                .map(String::from),
+            );
+        }
+        all
+    };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "plan-json",
+            with_pools(&[
+                "plan",
+                "demo",
+                "--image",
+                image,
+                "--supervise",
+                "--allow",
+                "example.com:443",
+                "-e",
+                "LOG_LEVEL=debug",
+                "-e",
+                "HOME",
+                "--mount",
+                "/tmp:/scratch:ro",
+                "--memory",
+                "256m",
+                "--pids",
+                "64",
+                "--output",
+                "json",
+            ]),
+        ),
+        (
+            "plan-text",
+            with_pools(&[
+                "plan",
+                "demo",
+                "--image",
+                image,
+                "--supervise",
+                "-e",
+                "HOME",
+            ]),
+        ),
+        ("ps-empty-json", with_pools(&["ps", "--output", "json"])),
+        ("env-not-up", with_pools(&["env", "demo"])),
+        ("logs-not-up", with_pools(&["logs", "demo"])),
+        (
+            "up",
+            with_pools(&[
+                "up", "demo", "--image", image, "--quiet", "--output", "json",
+            ]),
+        ),
+        (
+            "already-up",
+            with_pools(&["up", "demo", "--image", image, "--quiet"]),
+        ),
+        (
+            "gc-dry-run-json",
+            with_pools(&["gc", "--dry-run", "--output", "json"]),
+        ),
+        (
+            "down-json",
+            with_pools(&["down", "demo", "--output", "json"]),
+        ),
+        ("down-again-text", with_pools(&["down", "demo"])),
+    ];
+    let mut failures = Vec::new();
+    for (name, args) in cases {
+        let cli = Cli::try_parse_from(std::iter::once("bottle".to_string()).chain(args.clone()))
+            .expect("the case parses");
+        let out = Captured::default();
+        let result = tokio.block_on(bottle_cli::commands::run_on(
+            cli,
+            Box::new(out.clone()),
+            Some(connected.clone()),
+        ));
+        let stdout = String::from_utf8(out.0.lock().unwrap().clone()).expect("UTF-8 output");
+        // `up` hands out ports the kernel chose: only its exit and the report's shape are
+        // stable.
+        let stdout = if name == "up" {
+            serde_json::to_string_pretty(&shape(&serde_json::from_str(&stdout).expect("JSON")))
+                .expect("a shape serializes")
+                + "\n"
+        } else {
+            stdout
+        };
+        let (code, stderr) = match result {
+            Ok(()) => (0, String::new()),
+            Err(failure) => {
+                let globals = Globals {
+                    runtime: None,
+                    prefix: pools.prefix,
+                };
+                (failure.code, format!("{}\n", failure.render(globals)))
+            }
+        };
+        let text = format!(
+            "$ bottle {}\nexit: {code}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+            args.join(" ")
+        );
+        if let Err(e) = std::panic::catch_unwind(|| check(&format!("memory/{name}"), &text)) {
+            failures.push(panic_text(&e));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

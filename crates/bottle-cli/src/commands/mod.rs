@@ -27,6 +27,8 @@ use crate::runtime::{self, Connected};
 pub struct Context {
     pub global: Global,
     out: Mutex<Box<dyn Write + Send>>,
+    /// An engine connected by the caller, used instead of selecting one.
+    engine: Option<Connected>,
 }
 
 impl std::fmt::Debug for Context {
@@ -43,6 +45,7 @@ impl Context {
         Context {
             global,
             out: Mutex::new(out),
+            engine: None,
         }
     }
 
@@ -73,9 +76,13 @@ impl Context {
         self.write(|out| output::write_json(out, value));
     }
 
-    /// Connects to the engine (`--runtime` or the first that answers).
+    /// Connects to the engine (`--runtime` or the first that answers), or hands out the one
+    /// the caller connected.
     pub async fn connect(&self) -> Result<Connected, Failure> {
-        runtime::select(self.global.runtime).await
+        match &self.engine {
+            Some(connected) => Ok(connected.clone()),
+            None => runtime::select(self.global.runtime).await,
+        }
     }
 
     /// Connects and builds the lifecycle of `--prefix`.
@@ -133,9 +140,20 @@ fn refuse_env(command: &Command, output: Output) -> Result<(), Failure> {
 
 /// Runs the parsed command line, writing results to `out`.
 pub async fn run(cli: Cli, out: Box<dyn Write + Send>) -> Result<(), Failure> {
+    run_on(cli, out, None).await
+}
+
+/// [`run`] on an engine the caller connected (any `ContainerRuntime`, the in-memory one
+/// included, standing in for `connected.engine`), or on the one the command line selects.
+pub async fn run_on(
+    cli: Cli,
+    out: Box<dyn Write + Send>,
+    engine: Option<Connected>,
+) -> Result<(), Failure> {
     check_prefix(&cli.global.prefix)?;
     refuse_env(&cli.command, cli.global.output)?;
-    let ctx = Context::new(cli.global, out);
+    let mut ctx = Context::new(cli.global, out);
+    ctx.engine = engine;
     match cli.command {
         Command::Up(args) => up::run(&ctx, &args).await,
         Command::Down { slugs, all } => down::run(&ctx, &slugs, all).await,
