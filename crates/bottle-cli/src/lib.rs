@@ -4,9 +4,10 @@
 //! Thin glue over `bottle_core`: argument types in [`cli`], one module per command in
 //! [`commands`], engine selection and connection in [`runtime`], flags + bottle file in
 //! [`spec_input`], the JSON reports' types in [`json`], formatting (to any `Write`) in
-//! [`output`], exit codes and hints in [`exit`]. Only this crate knows about terminals and exit
-//! codes; the benchmark and the tests use its engine selection, image name and reports instead
-//! of copies.
+//! [`output`], hints worded from data in [`hint`], exit codes in [`exit`]. Only this crate knows
+//! about terminals and exit codes; the benchmark and the tests use its engine selection, image
+//! name and reports instead of copies, and [`commands::run_on`] runs a command line on an
+//! engine the caller connected (the in-memory one in tests).
 //!
 //! # Exit codes
 //!
