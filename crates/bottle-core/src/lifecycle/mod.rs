@@ -40,7 +40,7 @@ pub const DEFAULT_IMAGE: &str = "bottle-sidecars:latest";
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Every wait and retry count of bottle's engine work, in one place: how `up` waits (the first
-/// three fields, read by the lifecycle), and how adapters bound and retry engine calls (the
+/// four fields, read by the lifecycle), and how adapters bound and retry engine calls (the
 /// rest, read by the in-tree adapters through their `with_timeouts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -54,6 +54,9 @@ pub struct Timeouts {
     /// closes. Not waited on a [`PortForwarding::Direct`](crate::PortForwarding::Direct)
     /// runtime, where an accepted connection is the daemon's (see [`readiness`]).
     pub idle_probe: Duration,
+    /// While readiness probes miss, how often `up` checks that the bundle still runs (one that
+    /// exited never becomes ready, and `up` says so at once).
+    pub bundle_check: Duration,
     /// Connecting to an engine: the whole handshake (Docker: version negotiation and ping).
     pub engine_connect: Duration,
     /// One ping of a candidate endpoint while looking for the engine (Podman tries several).
@@ -79,6 +82,7 @@ impl Default for Timeouts {
             host_ports: Duration::from_secs(10),
             readiness: Duration::from_secs(30),
             idle_probe: IDLE_WINDOW,
+            bundle_check: Duration::from_millis(250),
             engine_connect: Duration::from_secs(10),
             engine_ping: Duration::from_secs(5),
             engine_call: Duration::from_secs(120),

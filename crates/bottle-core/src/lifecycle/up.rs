@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -377,9 +377,9 @@ impl Lifecycle {
                             waited: timeouts.readiness,
                         });
                     }
-                    // Every quarter second of misses, check that the bundle is still running: a
-                    // bundle that exited will never become ready, so say so at once.
-                    if last_check.elapsed() >= Duration::from_millis(250) {
+                    // Now and then, check that the bundle is still running: a bundle that exited
+                    // will never become ready, so say so at once.
+                    if last_check.elapsed() >= timeouts.bundle_check {
                         last_check = Instant::now();
                         let info = self.runtime.inspect_container(&plan.container_name).await?;
                         if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
