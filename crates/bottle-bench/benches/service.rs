@@ -149,13 +149,10 @@ where
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match bottle_bench::args::runtime("a thread of the benchmark") {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = tx.send(Err(format!("cannot start a runtime: {e}")));
+                    let _ = tx.send(Err(e));
                     return;
                 }
             };
@@ -904,10 +901,7 @@ fn report_num(v: Option<f64>, decimals: usize) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = bottle_bench::args::from_env();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         print!("{}", bottle_bench::service::USAGE);
         return ExitCode::SUCCESS;
@@ -930,13 +924,10 @@ fn main() -> ExitCode {
             opts.out = root.join(&opts.out);
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match bottle_bench::args::runtime("bench service") {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("bench service: cannot start the async runtime: {e}");
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };

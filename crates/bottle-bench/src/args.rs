@@ -3,6 +3,24 @@
 
 use std::str::FromStr;
 
+/// This process's arguments without the program and without `--bench` (which `cargo bench`
+/// passes to every `harness = false` target).
+pub fn from_env() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
+}
+
+/// The current-thread async runtime a bench target runs on; the error names `what` could not
+/// start.
+pub fn runtime(what: &str) -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("{what}: cannot start the async runtime: {e}"))
+}
+
 /// The `(flag, value)` pairs of `args`. `--bench` (which `cargo bench` passes to every
 /// `harness = false` target) is skipped; `-h`/`--help` and a flag without a value are errors
 /// that carry `usage`.
