@@ -65,6 +65,53 @@ impl Machine {
     pub fn finish(&mut self) {
         self.load_after = load();
     }
+
+    /// The opening paragraphs every part's report shares: the command and how long it took
+    /// (then `how_to_run`, when not empty), and this machine (then `sharing`: who else used its
+    /// cores while measuring).
+    pub fn heading(
+        &self,
+        command: &str,
+        took: Duration,
+        how_to_run: &str,
+        sharing: &str,
+    ) -> String {
+        let run = if how_to_run.is_empty() {
+            String::new()
+        } else {
+            format!(" {how_to_run}")
+        };
+        format!(
+            "Command: `{command}`, {:.1} minutes in all.{run}\n\nMachine: {} cores ({}), {:.0} GiB, Linux {}; load average {} before, {} after (1, 5, 15 min). {sharing}\n",
+            took.as_secs_f64() / 60.0,
+            self.cpus,
+            self.cpu_model,
+            self.memory_gib,
+            self.kernel,
+            self.load_before,
+            self.load_after
+        )
+    }
+}
+
+/// Writes a part's report to `out` (creating its directory), replaces its section of `doc`
+/// with `update` when asked, and prints it.
+pub fn publish(
+    text: &str,
+    out: &Path,
+    doc: Option<&Path>,
+    update: fn(&Path, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    std::fs::write(out, text).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    if let Some(doc) = doc {
+        update(doc, text)?;
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+    Ok(())
 }
 
 /// One engine's results.
@@ -446,19 +493,13 @@ pub fn render(
     reports: &[EngineReport],
     took: Duration,
 ) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Command: `{}`, {:.1} minutes in all.\n\nMachine: {} cores ({}), {:.0} GiB, Linux {}; load average {} before, {} after (1, 5, 15 min). Shared with other work while measuring: see the notes on noise.\n",
-        opts.command,
-        took.as_secs_f64() / 60.0,
-        machine.cpus,
-        machine.cpu_model,
-        machine.memory_gib,
-        machine.kernel,
-        machine.load_before,
-        machine.load_after
+    let mut out = machine.heading(
+        &opts.command,
+        took,
+        "",
+        "Shared with other work while measuring: see the notes on noise.",
     );
+    out.push('\n');
     targets(&mut out, reports);
     for r in reports {
         engine_section(&mut out, r, opts);

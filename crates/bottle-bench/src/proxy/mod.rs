@@ -445,15 +445,12 @@ pub async fn drive(opts: Options) -> Result<(), String> {
     machine.finish();
 
     let text = report::render(&opts, &machine, &m, started.elapsed());
-    if let Some(parent) = opts.out.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    }
-    std::fs::write(&opts.out, &text).map_err(|e| format!("writing {}: {e}", opts.out.display()))?;
-    if let Some(doc) = &opts.update_doc {
-        report::update_doc(doc, &text)?;
-    }
-    println!("{text}");
+    crate::report::publish(
+        &text,
+        &opts.out,
+        opts.update_doc.as_deref(),
+        report::update_doc,
+    )?;
     say(&format!(
         "report written to {} ({:.0} s in all)",
         opts.out.display(),

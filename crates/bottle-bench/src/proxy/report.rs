@@ -219,19 +219,13 @@ fn costs(out: &mut String, m: &Measured) {
 
 /// The whole report.
 pub fn render(opts: &Options, machine: &Machine, m: &Measured, took: Duration) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Command: `{}`, {:.1} minutes in all.\n\nMachine: {} cores ({}), {:.0} GiB, Linux {}; load average {} before, {} after (1, 5, 15 min). The load generator, the upstream and the proxy share these cores, unpinned.\n",
-        opts.command,
-        took.as_secs_f64() / 60.0,
-        machine.cpus,
-        machine.cpu_model,
-        machine.memory_gib,
-        machine.kernel,
-        machine.load_before,
-        machine.load_after
+    let mut out = machine.heading(
+        &opts.command,
+        took,
+        "",
+        "The load generator, the upstream and the proxy share these cores, unpinned.",
     );
+    out.push('\n');
     let versions: Vec<String> = m
         .versions
         .iter()

@@ -312,20 +312,16 @@ pub fn render(opts: &Options, machine: &Machine, m: &Measured, took: Duration) -
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Command: `{}`, {:.1} minutes in all. Run it with `cargo bench -p bottle-bench --bench \
-         service -- [options]` (`-- --help` lists them); `cargo build --profile bench-run -p \
-         bottle-bench --bench service` builds it release-like.\n\n\
-         Machine: {} cores ({}), {:.0} GiB, Linux {}; load average {} before, {} after (1, 5, \
-         15 min). The upstream, the service and the load generator run in this one process, \
-         each on a thread of its own with a single-threaded runtime, unpinned on these cores.\n",
-        opts.command,
-        took.as_secs_f64() / 60.0,
-        machine.cpus,
-        machine.cpu_model,
-        machine.memory_gib,
-        machine.kernel,
-        machine.load_before,
-        machine.load_after
+        "{}",
+        machine.heading(
+            &opts.command,
+            took,
+            "Run it with `cargo bench -p bottle-bench --bench service -- [options]` (`-- --help` \
+             lists them); `cargo build --profile bench-run -p bottle-bench --bench service` \
+             builds it release-like.",
+            "The upstream, the service and the load generator run in this one process, each on \
+             a thread of its own with a single-threaded runtime, unpinned on these cores.",
+        )
     );
     let _ = writeln!(
         out,
