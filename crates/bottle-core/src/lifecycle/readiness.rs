@@ -207,3 +207,91 @@ impl Backoff {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{DaemonDef, Facing, When};
+
+    #[test]
+    fn the_idle_window_is_waited_on_proxied_ports_only() {
+        assert_eq!(Readiness::of(PortForwarding::Proxied).idle(), IDLE_WINDOW);
+        assert_eq!(Readiness::of(PortForwarding::Direct).idle(), Duration::ZERO);
+        let window = Duration::from_millis(7);
+        assert_eq!(
+            Readiness::new(PortForwarding::Proxied, window).idle(),
+            window
+        );
+        assert_eq!(
+            Readiness::any_runtime(),
+            Readiness::of(PortForwarding::Proxied)
+        );
+    }
+
+    fn daemon(name: &str, port: u16, facing: Facing) -> DaemonDef {
+        DaemonDef {
+            name: name.into(),
+            port,
+            facing,
+            scheme: "http".into(),
+            path: String::new(),
+            vars: Vec::new(),
+            when: When::Always,
+        }
+    }
+
+    #[tokio::test]
+    async fn unanswered_names_the_daemons_whose_port_closes_or_refuses() {
+        // One port holds its connections (a daemon), one accepts and closes at once (a
+        // userland proxy with nothing behind it), one refuses (nothing listens).
+        let holding = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = [
+            holding.local_addr().unwrap(),
+            closing.local_addr().unwrap(),
+            refusing.local_addr().unwrap(),
+        ];
+        drop(refusing);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = holding.accept().await {
+                held.push(stream);
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = closing.accept().await {
+                drop(stream);
+            }
+        });
+        let daemons = [
+            daemon("daemon", 1, Facing::Agent),
+            daemon("proxy", 2, Facing::Agent),
+            daemon("nothing", 3, Facing::Agent),
+            daemon("internal", 4, Facing::Internal),
+        ];
+        let host_ports = BTreeMap::from([
+            (1, addrs[0].port()),
+            (2, addrs[1].port()),
+            (3, addrs[2].port()),
+            (4, 1),
+        ]);
+        let published = agent_addresses(&daemons, Ipv4Addr::LOCALHOST, &host_ports);
+        assert_eq!(published.len(), 3, "internal daemons are not published");
+        assert_eq!(agent_ports(&daemons), [1, 2, 3]);
+
+        let names = |found: Vec<(&DaemonDef, SocketAddr)>| -> Vec<String> {
+            found.into_iter().map(|(d, _)| d.name.clone()).collect()
+        };
+        // A wide window, so a loaded host's late accept of the closing port still closes
+        // within it.
+        let proxied = Readiness::new(PortForwarding::Proxied, Duration::from_secs(2));
+        assert_eq!(
+            names(proxied.unanswered(&published).await),
+            ["proxy", "nothing"]
+        );
+        // Where accepting is enough, the closing port counts as answering.
+        let direct = Readiness::of(PortForwarding::Direct);
+        assert_eq!(names(direct.unanswered(&published).await), ["nothing"]);
+    }
+}
