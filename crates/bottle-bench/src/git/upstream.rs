@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The largest request head the server reads.
 const MAX_HEAD: usize = 64 * 1024;
@@ -42,6 +42,9 @@ pub struct Logged {
     /// The basic auth user, when the token matched.
     pub user: Option<String>,
     pub status: u16,
+    /// When the request's head had arrived, and how long until its answer was sent.
+    pub started: Instant,
+    pub took: Duration,
 }
 
 impl Logged {
@@ -154,6 +157,7 @@ fn serve(stream: TcpStream, root: &Path, auth: &Auth, log: &Mutex<Vec<Logged>>) 
         {
             out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
+        let started = Instant::now();
         let body = read_body(&mut reader, &head)?;
         let close = head
             .header("connection")
@@ -186,6 +190,8 @@ fn serve(stream: TcpStream, root: &Path, auth: &Auth, log: &Mutex<Vec<Logged>>) 
             target,
             user,
             status,
+            started,
+            took: started.elapsed(),
         });
         out.flush()?;
         if close {
