@@ -460,3 +460,91 @@ insecure_http = true
     drop((upstream_a, upstream_b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad git upstreams, through flags and a bottle file: exit 2 before any engine is contacted,
+/// the message names the upstream's field, and no credential or token value is echoed.
+#[test]
+fn bad_git_upstreams_exit_2_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("bt-git-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = "s3cr3t-git-value";
+    let check = |args: &[&str], file: Option<&str>, names: &str| {
+        let mut all = vec!["--runtime", "docker", "--prefix", "bt-git-bad", "up", "bad"];
+        all.extend_from_slice(args);
+        let path = dir.join("bad.toml").to_string_lossy().into_owned();
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+            all.extend(["-f", path.as_str()]);
+        }
+        let run = common::bottle_env(&all, &[("BT_GIT_SET", secret)]);
+        assert_eq!(run.code, 2, "{all:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(names),
+            "{all:?}: {} lacks {names}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains(secret), "{all:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("s3cr3t"), "{all:?}: {}", run.stderr);
+    };
+    check(
+        &["--git-upstream", "https://agent:s3cr3t@git.test/o/app.git"],
+        None,
+        "git_upstreams[0].url: carries credentials",
+    );
+    check(
+        &["--git-upstream", "ssh://git@git.test/o/app.git"],
+        None,
+        "ssh is not supported",
+    );
+    check(
+        &["--git-upstream", "git@git.test:o/app.git"],
+        None,
+        "ssh is not supported",
+    );
+    check(
+        &["--git-upstream", "http://git.test/o/app.git"],
+        None,
+        "insecure_http",
+    );
+    check(
+        &[
+            "--git-upstream",
+            "https://git.test/o/app.git",
+            "--git-upstream",
+            "APP=https://other.test/app",
+        ],
+        None,
+        "git_upstreams[1].name: APP is declared twice",
+    );
+    check(
+        &["--git-upstream", ".hidden=https://git.test/o/app.git"],
+        None,
+        "git_upstreams[0].name",
+    );
+    check(
+        &[],
+        Some("[[git_upstreams]]\nurl = \"https://git.test/o/app.git\"\ntoken = \"BT_GIT_UNSET\"\n"),
+        "git_upstreams[0].token: BT_GIT_UNSET is not set",
+    );
+    check(
+        &["-e", "BT_GIT_SET=s3cr3t"],
+        Some("[[git_upstreams]]\nurl = \"https://git.test/o/app.git\"\ntoken = \"BT_GIT_SET\"\n"),
+        "git_upstreams[0].token: BT_GIT_SET has a value in env",
+    );
+    check(
+        &[],
+        Some("[[git_upstreams]]\nurl = \"https://git.test/o/app.git\"\ntoken = \"s3cr3t-git-value\"\n"),
+        "git_upstreams[0].token: is not a bare env key",
+    );
+    check(
+        &[],
+        Some("[[git_upstreams]]\nurl = \"https://git.test/o/app.git\"\npush = [\"main\"]\n"),
+        "git_upstreams[0].push",
+    );
+    check(
+        &[],
+        Some("[[git_upstreams]]\nurl = \"https://git.test/o/app.git\"\ntokn = \"A\"\n"),
+        "tokn",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
