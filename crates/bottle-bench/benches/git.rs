@@ -60,7 +60,10 @@ fn main() -> ExitCode {
         .bottle_bin
         .clone()
         .unwrap_or_else(|| root.join("target/debug/bottle"));
-    match run(&o, &bottle) {
+    let result = run(&o, &bottle);
+    // The work directory goes whatever happened (the bottle went when `run` returned).
+    let _ = std::fs::remove_dir_all(work_dir());
+    match result {
         Ok(m) => {
             let text = report(&o, &m);
             print!("{text}");
@@ -83,6 +86,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where the upstream's repository, the clones and the pushing repository live for one run.
+fn work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("bottle-bench-git-{}", std::process::id()))
 }
 
 /// Takes the bench's bottle down when dropped.
@@ -220,7 +228,7 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
     ));
     m.notes.push(format!("engine: {}", o.runtime));
 
-    let work = std::env::temp_dir().join(format!("bottle-bench-git-{}", std::process::id()));
+    let work = work_dir();
     let _ = std::fs::remove_dir_all(&work);
     let (up_root, pusher, clones) = (work.join("up"), work.join("pusher"), work.join("clones"));
     for d in [&up_root, &clones] {
