@@ -347,7 +347,7 @@ insecure_http = true
     assert!(!refused.stderr.contains(&canary), "{}", refused.stderr);
     assert_eq!(upstream::ref_id(&app_repo, "refs/heads/agent/leak"), None);
     assert_eq!(
-        upstream::ref_id(&app_repo, &leak),
+        upstream::ref_id(&app_repo, &format!("{leak}^{{commit}}")),
         None,
         "the commit is not upstream"
     );
