@@ -256,7 +256,8 @@ impl Mirror {
         let side = self.path.with_extension("new");
         let _ = std::fs::remove_dir_all(&side);
         let mut init = git.command();
-        init.args(["init", "--bare", "--quiet"]).arg(&side);
+        init.args(["init", "--bare", "--quiet", "--template="])
+            .arg(&side);
         output(init, limit)
             .await
             .map_err(|e| format!("cannot make the mirror {}: {e}", self.path.display()))?;
