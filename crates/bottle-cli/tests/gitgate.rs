@@ -324,6 +324,7 @@ insecure_http = true
     let before = pushes(&upstream_a);
     let main_before = upstream::ref_id(&app_repo, "refs/heads/main");
     let refused = git(&work, &["push", "origin", "HEAD:refs/heads/main"]).refused("push to main");
+    eprintln!("{}: a push to main: {}", engine.name, refused.stderr.trim());
     assert!(refused.stderr.contains("remote:"), "{}", refused.stderr);
     assert!(
         refused.stderr.contains("refs/heads/main"),
@@ -339,6 +340,11 @@ insecure_http = true
     let leak = commit(&work, "config/leak.env", &format!("KEY={canary}\n"));
     let refused =
         git(&work, &["push", "origin", "HEAD:refs/heads/agent/leak"]).refused("push of a secret");
+    eprintln!(
+        "{}: a secret pushed: {}",
+        engine.name,
+        refused.stderr.trim()
+    );
     assert!(
         refused.stderr.contains("config/leak.env"),
         "{}",
@@ -368,6 +374,11 @@ insecure_http = true
     commit(&open, "feature.txt", "feature\n");
     let unauth =
         git(&open, &["push", "origin", "HEAD:refs/heads/feature"]).refused("push without a token");
+    eprintln!(
+        "{}: a push without a token: {}",
+        engine.name,
+        unauth.stderr.trim()
+    );
     let lower = unauth.stderr.to_ascii_lowercase();
     assert!(
         lower.contains("upstream") && (lower.contains("401") || lower.contains("auth")),
