@@ -522,7 +522,7 @@ fn bad_paths_are_refused_with_a_message_the_client_shows() {
         "{}",
         text(&out)
     );
-    let lines = w.gate.audit("push", 7);
+    let lines = w.gate.audit("fetch", 9);
     assert_eq!(lines.len(), 16, "{lines:?}");
     assert!(lines.iter().all(|l| l["decision"] == "denied"), "{lines:?}");
     w.assert_no_secret_escaped();
@@ -624,4 +624,71 @@ fn concurrent_pushes_to_one_gate_all_land() {
         assert_eq!(&refs[&format!("refs/heads/agent/p{i}")], head);
     }
     w.assert_no_secret_escaped();
+}
+
+#[test]
+fn an_https_upstream_is_verified_against_its_ca_file() {
+    let (ca_pem, tls) = tls_for_loopback();
+    let upstream = Upstream::start_with(Some(TOKEN), Some(tls));
+    upstream.create("app", 2);
+    let ca = TempDir::new("ca");
+    let ca_file = ca.0.join("app.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let seen: Arc<Mutex<String>> = Arc::default();
+    let planned = |ca_file: Option<&std::path::Path>| {
+        json!([{"name": "app", "url": upstream.https_url("app"), "token_key": TOKEN_KEY,
+                "push": null, "ca_file": ca_file, "insecure_http": false}])
+    };
+    let gate = Gate::start(&planned(Some(&ca_file)), &[]);
+    let agent = Agent::new(seen.clone());
+    agent.clone_from(&gate.url("/app.git"));
+    let head = agent.commit(&[("tls.txt", b"over TLS\n")], "tls");
+    agent.ok(
+        &agent.work(),
+        &["push", "-q", "origin", "HEAD:refs/heads/agent/tls"],
+    );
+    assert_eq!(upstream.refs("app")["refs/heads/agent/tls"], head);
+
+    // Without the CA the upstream's certificate is not trusted, and the agent is told so.
+    let gate = Gate::start(&planned(None), &[]);
+    let out = agent.git(&agent.dir.0, &["clone", &gate.url("/app.git"), "untrusted"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("its TLS certificate is not trusted")
+            && text(&out).contains("set ca_file"),
+        "{}",
+        text(&out)
+    );
+    assert!(!seen.lock().unwrap().contains(TOKEN));
+}
+
+#[test]
+fn connections_beyond_the_cap_are_told_the_gate_is_busy() {
+    let w = world(&[("BOTTLE_GIT_GATE_MAX_CONNECTIONS", "1")]);
+    // One connection that has not sent its request holds the only slot (once the gate's
+    // start-up probe has let go of it).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut held = std::net::TcpStream::connect(("127.0.0.1", w.gate.port)).unwrap();
+    held.write_all(b"00").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let agent = Agent::new(w.seen.clone());
+    let out = agent.git(&agent.dir.0, &["ls-remote", &w.gate.url("/app.git")]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        text(&out).contains("the git gate is busy (all 1 of its connections are in use)"),
+        "{}",
+        text(&out)
+    );
+    // Once the slot is free, the next one is served.
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = agent.git(&agent.dir.0, &["ls-remote", &w.gate.url("/app.git")]);
+        if out.status.success() {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("refs/heads/main"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

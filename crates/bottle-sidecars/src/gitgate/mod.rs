@@ -124,7 +124,7 @@ impl Limits {
 }
 
 /// What the gate serves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub dir: PathBuf,
@@ -132,6 +132,22 @@ pub struct Config {
     pub limits: Limits,
     /// The bundle's secrets (key, value), passed to the hook to scan for.
     pub secrets: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secrets' keys, never their values.
+        f.debug_struct("Config")
+            .field("upstreams", &self.upstreams)
+            .field("dir", &self.dir)
+            .field("git", &self.git)
+            .field("limits", &self.limits)
+            .field(
+                "secrets",
+                &self.secrets.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Config {
@@ -208,17 +224,20 @@ pub async fn serve_with_log(listener: TcpListener, config: Config, log: Log) -> 
             Err(_) => {
                 let max = gate.config.limits.max_connections;
                 let msg =
-                    format!("the git gate is busy ({max} connections at once); try again shortly");
+                    format!("the git gate is busy (all {max} of its connections are in use); try again shortly");
                 let mut event = Event::new("request", id, client, "");
                 event.decision = "denied";
                 event.reason = Some(msg.clone());
                 (gate.log)(event);
                 tokio::spawn(async move {
+                    // The request is read first: closing with it unread would reset the
+                    // connection, and the client might never see the message.
                     let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        stream.write_all(&pktline::err_pkt(&msg)),
+                        Duration::from_secs(2),
+                        pktline::read_pkt(&mut stream),
                     )
                     .await;
+                    refuse(&mut stream, &msg).await;
                 });
             }
         }
@@ -484,6 +503,9 @@ impl Gate {
         cmd.stdin(Stdio::from(input))
             .stdout(Stdio::from(fd))
             .stderr(Stdio::inherit());
+        // Its own process group, so that past the session limit the hook and the git
+        // processes it started go with it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut cmd = tokio::process::Command::from(cmd);
         cmd.kill_on_drop(true);
         let mut child = cmd
@@ -496,6 +518,12 @@ impl Gate {
             Ok(Ok(status)) => Err(format!("git ended with {status}")),
             Ok(Err(e)) => Err(format!("cannot wait for git: {e}")),
             Err(_) => {
+                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 let _ = child.kill().await;
                 Err(format!(
                     "stopped after {} s (the session limit)",

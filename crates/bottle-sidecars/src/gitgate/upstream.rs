@@ -107,13 +107,15 @@ impl Upstream {
     }
 
     /// Sets the configuration for talking to the upstream in `cmd`'s environment: only the
-    /// upstream's scheme, no redirects (a redirect could carry the credential elsewhere), its
-    /// CA file, and the credential.
+    /// upstream's scheme, no redirects (a redirect could carry the credential elsewhere), a
+    /// stalled transfer abandoned (under 1 KiB/s for a minute), its CA file, and the credential.
     pub fn configure(&self, cmd: &mut Command) {
         let mut config: Vec<(String, String)> = vec![
             ("protocol.allow".into(), "never".into()),
             ("protocol.https.allow".into(), "always".into()),
             ("http.followRedirects".into(), "false".into()),
+            ("http.lowSpeedLimit".into(), "1024".into()),
+            ("http.lowSpeedTime".into(), "60".into()),
             ("credential.helper".into(), String::new()),
             ("core.askPass".into(), String::new()),
         ];
@@ -446,11 +448,11 @@ mod tests {
             })
             .collect();
         assert!(envs.contains(&(
-            "GIT_CONFIG_VALUE_5".into(),
+            "GIT_CONFIG_VALUE_7".into(),
             format!("Authorization: Basic {basic}")
         )));
         assert!(envs.contains(&(
-            "GIT_CONFIG_KEY_5".into(),
+            "GIT_CONFIG_KEY_7".into(),
             "http.https://git.example.com/org/app.git.extraHeader".into()
         )));
         assert!(!format!("{up:?}").contains("tok-"));

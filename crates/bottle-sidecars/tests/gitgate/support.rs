@@ -94,6 +94,14 @@ impl Upstream {
     /// Serves `root` with `git http-backend`; every request must carry `token` (basic auth,
     /// the password) when it is set.
     pub fn start(token: Option<&'static str>) -> Upstream {
+        Upstream::start_with(token, None)
+    }
+
+    /// [`Upstream::start`], over TLS with `tls` when given.
+    pub fn start_with(
+        token: Option<&'static str>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Upstream {
         let root = TempDir::new("upstream");
         let listener = StdListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -112,14 +120,24 @@ impl Upstream {
                     let Ok((tcp, _)) = listener.accept().await else {
                         continue;
                     };
-                    let (dir, reqs) = (dir.clone(), reqs.clone());
+                    let (dir, reqs, tls) = (dir.clone(), reqs.clone(), tls.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             handle(req, dir.clone(), token, reqs.clone())
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), service)
-                            .await;
+                        let http = hyper::server::conn::http1::Builder::new();
+                        match tls {
+                            Some(config) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                                if let Ok(stream) = acceptor.accept(tcp).await {
+                                    let _ =
+                                        http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                            }
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                            }
+                        }
                     });
                 }
             })
@@ -134,6 +152,10 @@ impl Upstream {
 
     pub fn url(&self, name: &str) -> String {
         format!("http://{}/{name}.git", self.addr)
+    }
+
+    pub fn https_url(&self, name: &str) -> String {
+        format!("https://{}/{name}.git", self.addr)
     }
 
     pub fn repo(&self, name: &str) -> PathBuf {
@@ -470,4 +492,29 @@ impl Agent {
         self.ok(dir, &["add", "f"]);
         self.ok(dir, &["commit", "-q", "-m", "x"]);
     }
+}
+
+/// A CA (its PEM) and a TLS server configuration for 127.0.0.1 signed by it.
+pub fn tls_for_loopback() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    (ca.pem(), Arc::new(config))
 }
