@@ -361,7 +361,7 @@ impl Gate {
             path: self.config.dir.join("mirrors").join(format!("{name}.git")),
         };
         let lock = self.locks[&name].clone();
-        let guard = lock.lock_owned().await;
+        let guard = lock.clone().lock_owned().await;
         let refreshed = match mirror
             .ensure(
                 &self.git,
@@ -442,8 +442,8 @@ impl Gate {
                 }
             }
         }
+        let fetched = !event.refs.is_empty();
         let served = self.run_git(cmd, stream).await;
-        drop(guard);
         match request.service {
             Service::UploadPack => {
                 if let Err(e) = served {
@@ -477,6 +477,17 @@ impl Gate {
             }
         }
         self.log(event);
+        // A push or a fetch that brought objects added a pack: tidy up before letting go of
+        // the mirror (a fetch takes it again, once its client is served).
+        match &guard {
+            Some(_) => mirror.tidy(&self.git, limits.upstream_timeout).await,
+            None if fetched => {
+                let _held = lock.lock().await;
+                mirror.tidy(&self.git, limits.upstream_timeout).await;
+            }
+            None => {}
+        }
+        drop(guard);
     }
 
     /// Runs the git child with the agent's socket as its stdin and stdout, bounded by the

@@ -347,6 +347,32 @@ impl Mirror {
         })
     }
 
+    /// Repacks the mirror when git's usual thresholds say so (50 packs, 6700 loose objects):
+    /// every push and changed fetch adds a pack, and many packs slow every later fetch. The
+    /// mirror's own config turns automatic gc off so that it runs only here, in the foreground,
+    /// while the caller holds the mirror.
+    pub async fn tidy(&self, git: &Git, limit: Duration) {
+        let mut gc = git.command();
+        gc.arg("--git-dir").arg(&self.path).args([
+            "-c",
+            "gc.auto=6700",
+            "-c",
+            "gc.autoPackLimit=50",
+            "-c",
+            "gc.autoDetach=false",
+            "gc",
+            "--auto",
+            "--quiet",
+        ]);
+        if let Err(e) = output(gc, limit).await {
+            note(&format!(
+                "git gc on the mirror {} failed: {}",
+                self.path.display(),
+                e.trim()
+            ));
+        }
+    }
+
     /// The mirror's branches and tags with their ids.
     async fn refs(&self, git: &Git, limit: Duration) -> Result<Vec<(String, String)>, String> {
         let mut cmd = git.command();
@@ -365,6 +391,12 @@ impl Mirror {
             .map(|(id, r)| (r.to_string(), id.to_string()))
             .collect())
     }
+}
+
+/// A diagnostic line on stderr (the init prefixes it with the daemon's name).
+fn note(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{msg}");
 }
 
 /// The all-zero object id.
