@@ -490,7 +490,7 @@ fn forward(
             upstream.url()
         )
     } else {
-        upstream.explain_failure("push to", &stderr)
+        upstream.explain_failure(false, &stderr)
     };
     say(&format!(
         "bottle git gate: {why}\n{}\n{}",

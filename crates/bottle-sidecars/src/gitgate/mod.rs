@@ -381,6 +381,14 @@ impl Gate {
         let refreshed = match refreshed {
             Ok(r) => r,
             Err(msg) => {
+                // git's words about the upstream are relayed; an upstream could echo anything.
+                let msg = match self.scanner.scan(msg.as_bytes()) {
+                    Some(found) => format!(
+                        "the gate could not refresh {name} from its upstream (the error is \
+                         withheld: it carries {found})"
+                    ),
+                    None => msg,
+                };
                 event.decision = "failed";
                 event.reason = Some(msg.clone());
                 self.log(event);

@@ -141,41 +141,48 @@ impl Upstream {
     }
 
     /// What to tell the agent when a git command talking to the upstream failed with
-    /// `stderr`: the cause in words and what to change, never the credential.
-    pub fn explain_failure(&self, action: &str, stderr: &str) -> String {
+    /// `stderr` while the gate tried to `fetch` (or push): the cause in words and what to
+    /// change, never the credential.
+    pub fn explain_failure(&self, fetch: bool, stderr: &str) -> String {
         let (url, name) = (self.url(), self.name());
+        let (to, from) = if fetch {
+            ("to fetch", "fetch from")
+        } else {
+            ("to push", "push to")
+        };
         let key = self.planned.token_key.as_deref();
         let has = |s: &str| stderr.contains(s);
         if has("could not read Username") || has("Authentication failed") || has("error: 401") {
             return match key {
                 Some(key) => format!(
-                    "upstream {url} refused the gate's credential (401) for {action}: check the \
-                     token in {key} for upstream {name}"
+                    "upstream {url} refused the gate's credential (401) {to}: check the token \
+                     in {key} for upstream {name}"
                 ),
                 None => format!(
-                    "upstream {url} asks for a credential (401) for {action} and upstream \
-                     {name} has none: set token = \"KEY\" for upstream {name} (KEY: a bare env \
-                     entry holding the token)"
+                    "upstream {url} asks for a credential (401) {to}, and upstream {name} has \
+                     none: set token = \"KEY\" for upstream {name} (KEY: a bare env entry \
+                     holding the token)"
                 ),
             };
         }
         if has("error: 403") {
             return format!(
-                "upstream {url} refused {action} (403): the token{} lacks access to it",
+                "upstream {url} refused the gate's credential (403) {to}: the token{} lacks \
+                 access to upstream {name}",
                 key.map(|k| format!(" in {k}")).unwrap_or_default()
             );
         }
         if has("error: 404") || has("not found") {
             return format!(
-                "upstream {url} has no repository there (404) for {action}, or hides it from \
-                 the gate's credential: check url{} for upstream {name}",
+                "upstream {url} has no repository there (404), or hides it from the gate's \
+                 credential: check url{} for upstream {name}",
                 key.map(|_| " and token").unwrap_or_default()
             );
         }
         if has("SSL certificate") || has("certificate verify") || has("server certificate") {
             return format!(
-                "upstream {url}: its TLS certificate is not trusted for {action}; set ca_file \
-                 for upstream {name} if it uses a private CA"
+                "upstream {url}: its TLS certificate is not trusted, so the gate cannot \
+                 {from} it; set ca_file for upstream {name} if it uses a private CA"
             );
         }
         let detail = stderr
@@ -184,7 +191,7 @@ impl Upstream {
             .rfind(|l| l.starts_with("fatal:") || l.starts_with("error:"))
             .or_else(|| stderr.lines().map(str::trim).rfind(|l| !l.is_empty()))
             .unwrap_or("no message");
-        format!("cannot {action} upstream {url} for {name}: {detail}")
+        format!("cannot {from} upstream {url} for {name}: {detail}")
     }
 }
 
@@ -286,7 +293,7 @@ impl Mirror {
         upstream.configure(&mut ls);
         let listed = output(ls, limit)
             .await
-            .map_err(|e| upstream.explain_failure("fetch from", &e))?;
+            .map_err(|e| upstream.explain_failure(true, &e))?;
         let (head, theirs) = parse_ls_remote(&listed);
         let ours = self.refs(git, limit).await?;
         let mut changes = Vec::new();
@@ -326,7 +333,7 @@ impl Mirror {
             upstream.configure(&mut fetch);
             output(fetch, limit)
                 .await
-                .map_err(|e| upstream.explain_failure("fetch from", &e))?;
+                .map_err(|e| upstream.explain_failure(true, &e))?;
         }
         if let Some(head) = &head {
             let file = self.path.join("HEAD");
@@ -507,20 +514,17 @@ mod tests {
     fn failures_in_words() {
         let up = Upstream::new(planned(None), |_| None).unwrap();
         let e = up.explain_failure(
-            "fetch from",
+            true,
             "fatal: could not read Username for 'https://git.example.com': terminal prompts disabled",
         );
         assert!(e.contains("(401)") && e.contains("set token = "), "{e}");
         let up = Upstream::new(planned(Some("K")), |_| Some("v-12345678".into())).unwrap();
-        let e = up.explain_failure("push to", "fatal: Authentication failed for 'https://x'");
+        let e = up.explain_failure(false, "fatal: Authentication failed for 'https://x'");
         assert!(
             e.contains("refused the gate's credential (401)") && e.contains(" K "),
             "{e}"
         );
-        let e = up.explain_failure(
-            "fetch from",
-            "fatal: unable to access 'x': Failed to connect",
-        );
+        let e = up.explain_failure(true, "fatal: unable to access 'x': Failed to connect");
         assert!(e.contains("fatal: unable to access"), "{e}");
     }
 }
