@@ -80,6 +80,19 @@ impl Upstream {
                 planned.name
             ));
         }
+        // The URL is printed and logged: it must not carry a credential of its own.
+        let authority = planned
+            .url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .unwrap_or("");
+        if authority.contains('@') {
+            return Err(format!(
+                "git upstream {}: url carries credentials; put the token in an env entry and \
+                 name it with token",
+                planned.name
+            ));
+        }
         let token = match &planned.token_key {
             Some(key) => Some(lookup(key).filter(|v| !v.is_empty()).ok_or_else(|| {
                 format!(
@@ -507,7 +520,13 @@ mod tests {
             .unwrap_err()
             .contains("https://"));
         p.insecure_http = true;
-        assert!(Upstream::new(p, |_| None).is_ok());
+        assert!(Upstream::new(p.clone(), |_| None).is_ok());
+        p.url = "https://user:s3cr3t-value@h/x.git".into();
+        let e = Upstream::new(p, |_| None).unwrap_err();
+        assert!(
+            e.contains("carries credentials") && !e.contains("s3cr3t"),
+            "{e}"
+        );
     }
 
     #[test]
