@@ -692,3 +692,46 @@ fn connections_beyond_the_cap_are_told_the_gate_is_busy() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_stalled_push_is_ended_at_the_session_limit_and_frees_the_mirror() {
+    let w = world(&[("BOTTLE_GIT_GATE_SESSION_TIMEOUT_SECS", "2")]);
+    // A client that asks to push, reads the advertisement and then says nothing.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", w.gate.port)).unwrap();
+    let body = "git-receive-pack /app.git\0host=127.0.0.1\0";
+    s.write_all(format!("{:04x}{body}", body.len() + 4).as_bytes())
+        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut seen = Vec::new();
+    // The gate ends the session: the connection closes (read returns 0), not the timeout.
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the stalled push was not ended: {e}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&seen).contains("refs/heads/main"),
+        "no advertisement: {seen:?}"
+    );
+    let lines = w.gate.audit("push", 1);
+    let push = lines.iter().find(|l| l["event"] == "push").unwrap();
+    assert_eq!(push["decision"], "failed", "{push}");
+    assert!(
+        push["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("session limit")),
+        "{push}"
+    );
+    // The mirror is free again: the next push goes through.
+    let agent = w.agent("app");
+    let head = agent.commit(&[("after", b"1\n")], "after the stall");
+    agent.ok(
+        &agent.work(),
+        &["push", "-q", "origin", "HEAD:refs/heads/agent/after"],
+    );
+    assert_eq!(w.upstream.refs("app")["refs/heads/agent/after"], head);
+}
