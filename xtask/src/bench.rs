@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: the benchmarks, in three parts.
+//! `cargo xtask bench`: the benchmarks, in four parts.
 //!
 //! - The engine part (`cargo xtask bench engines`): bring-up and teardown measured side by side
 //!   against the engine's raw API floor and the tools people would use instead. Builds the
@@ -11,9 +11,13 @@
 //!   results section of `docs/BENCHMARKS.md`.
 //! - The service part (`cargo xtask bench service`): a service endpoint against direct TLS to the
 //!   same local upstream, and the credential scan's share. Report: `target/bench/service.md`.
+//! - The git part (`cargo xtask bench git`): a clone of a generated repository (about 1,000
+//!   commits, 50 MB) and a push of 100 commits through a bottle's git gate against directly, to
+//!   the same local `git http-backend` upstream. Builds and loads the reference image (the gate
+//!   is in it); Docker by default (`--runtime podman`). Report: `target/bench/git.md`.
 //!
-//! Plain `cargo xtask bench [options]` runs all three: the engine part with the options given,
-//! then the proxy and service parts with their defaults. Everything the parts run is built in one cargo invocation with the
+//! Plain `cargo xtask bench [options]` runs all four: the engine part with the options given,
+//! then the proxy, service and git parts with their defaults. Everything the parts run is built in one cargo invocation with the
 //! `bench-run` profile (the release profile, unwinding). `--no-doc` leaves `docs/BENCHMARKS.md`
 //! alone; `cargo xtask bench --help` lists each part's options.
 
@@ -23,10 +27,10 @@ use std::process::{Command, Stdio};
 use crate::util::{cargo, root, run as sh, show};
 
 const HELP: &str = "\
-cargo xtask bench [engines|proxy|service] [options] [--no-doc]
+cargo xtask bench [engines|proxy|service|git] [options] [--no-doc]
 
   cargo xtask bench [options]          every part: the engine part with the options given, then
-                                       the proxy and service parts with their defaults
+                                       the proxy, service and git parts with their defaults
   cargo xtask bench engines [options]  only the engine part: bottle's up and down against the
                                        engine's raw API floor, bottle's CLI, the engine's CLI and
                                        testcontainers, on Docker and Podman (the engines must
@@ -38,11 +42,16 @@ cargo xtask bench [engines|proxy|service] [options] [--no-doc]
   cargo xtask bench service [options]  only the service part: a service endpoint against direct
                                        TLS to the same local upstream (added latency, time to
                                        first byte, the credential scan's share); no engine
+  cargo xtask bench git [options]      only the git part: clone (about 1,000 commits, 50 MB) and
+                                       push (100 commits) through a bottle's git gate against
+                                       directly, to the same local git http-backend upstream;
+                                       builds and loads the reference image; Docker unless
+                                       --runtime podman
   --no-doc                             leave docs/BENCHMARKS.md alone (each part otherwise
                                        replaces its own results section there)
 
 Reports: target/bench/latest.md (engines), target/bench/proxy.md (proxy),
-target/bench/service.md (service).
+target/bench/service.md (service), target/bench/git.md (git).
 ";
 
 /// Which parts to run.
@@ -52,6 +61,7 @@ enum Parts {
     Engines,
     Proxy,
     Service,
+    Git,
 }
 
 impl Parts {
@@ -64,6 +74,9 @@ impl Parts {
     fn service(self) -> bool {
         matches!(self, Parts::All | Parts::Service)
     }
+    fn git(self) -> bool {
+        matches!(self, Parts::All | Parts::Git)
+    }
 }
 
 /// Runs the benchmark.
@@ -72,6 +85,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Some("engines") => (Parts::Engines, &args[1..]),
         Some("proxy") => (Parts::Proxy, &args[1..]),
         Some("service") => (Parts::Service, &args[1..]),
+        Some("git") => (Parts::Git, &args[1..]),
         _ => (Parts::All, args),
     };
     let no_doc = args.iter().any(|a| a == "--no-doc");
@@ -85,7 +99,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if help {
         print!("{HELP}");
         let built = build(parts)?;
-        for bench in [&built.contenders, &built.proxy, &built.service]
+        for bench in [&built.contenders, &built.proxy, &built.service, &built.git]
             .into_iter()
             .flatten()
         {
@@ -96,7 +110,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 
     // The image exactly as `cargo xtask image` builds it (its own feature set).
-    let archive = if parts.engines() {
+    let archive = if parts.engines() || parts.git() {
         Some(crate::image::run(&[])?)
     } else {
         None
@@ -115,7 +129,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
 
     let mut engines_result = Ok(());
-    if let (Some(bench), Some(bottle), Some(archive)) = (&built.contenders, &built.bottle, archive)
+    if let (Some(bench), Some(bottle), Some(archive)) = (&built.contenders, &built.bottle, &archive)
     {
         let part = if parts == Parts::Engines {
             "engines"
@@ -170,6 +184,25 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .arg(target_dir.join("bench/service.md"))
             .args(["--command", &shown(part, service_args)]);
         cmd.args(service_args);
+        sh(&mut cmd)?;
+    }
+    if let (Some(bench), Some(bottle), Some(archive)) = (&built.git, &built.bottle, &archive) {
+        // Like the proxy part: plain `cargo xtask bench` runs it with its defaults.
+        let (part, git_args): (&str, &[String]) = match parts {
+            Parts::Git => ("git", &args),
+            _ => ("", &[]),
+        };
+        let mut cmd = Command::new(bench);
+        cmd.arg("--bottle-bin")
+            .arg(bottle)
+            .arg("--archive")
+            .arg(archive)
+            .arg("--out")
+            .arg(target_dir.join("bench/git.md"))
+            .arg("--cache")
+            .arg(target_dir.join("bench/git-cache"))
+            .args(["--command", &shown(part, git_args)]);
+        cmd.args(git_args);
         sh(&mut cmd)?;
     }
     engines_result
@@ -242,6 +275,7 @@ struct Built {
     proxy: Option<PathBuf>,
     sidecars: Option<PathBuf>,
     service: Option<PathBuf>,
+    git: Option<PathBuf>,
 }
 
 /// Builds everything the parts run in one invocation and returns the paths (cargo names bench
@@ -252,15 +286,11 @@ fn build(parts: Parts) -> Result<Built, String> {
     // dependencies always unwind, so building the binaries the same way compiles every shared
     // crate once.
     build.args(["build", "--profile", "bench-run", "-p", "bottle-bench"]);
+    if parts.engines() || parts.git() {
+        build.args(["-p", "bottle-cli", "--bin", "bottle"]);
+    }
     if parts.engines() {
-        build.args([
-            "-p",
-            "bottle-cli",
-            "--bin",
-            "bottle",
-            "--bench",
-            "contenders",
-        ]);
+        build.args(["--bench", "contenders"]);
     }
     if parts.proxy() {
         build.args([
@@ -274,6 +304,9 @@ fn build(parts: Parts) -> Result<Built, String> {
     }
     if parts.service() {
         build.args(["--bench", "service"]);
+    }
+    if parts.git() {
+        build.args(["--bench", "git"]);
     }
     build.arg("--message-format=json-render-diagnostics");
     eprintln!("$ {}", show(&build));
@@ -301,6 +334,8 @@ fn build(parts: Parts) -> Result<Built, String> {
     let mut built = Built::default();
     if parts.engines() {
         built.contenders = Some(executable("bench", "contenders")?);
+    }
+    if parts.engines() || parts.git() {
         built.bottle = Some(executable("bin", "bottle")?);
     }
     if parts.proxy() {
@@ -309,6 +344,9 @@ fn build(parts: Parts) -> Result<Built, String> {
     }
     if parts.service() {
         built.service = Some(executable("bench", "service")?);
+    }
+    if parts.git() {
+        built.git = Some(executable("bench", "git")?);
     }
     Ok(built)
 }

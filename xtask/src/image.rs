@@ -2,9 +2,12 @@
 //! `docker-archive` format) from the `bottle-sidecars` release binary, with no base image, no
 //! registry and no engine: both Docker and Podman load it with `load -i`.
 //!
-//! The root filesystem is the binary, the shared libraries `ldd` says it needs (with the dynamic
-//! loader), `/etc/passwd` and `/etc/group` naming a non-root user, and an empty `/tmp`. Every
-//! entry has a fixed owner and mtime, so the same binary always gives the same archive.
+//! The root filesystem is the binary, the git gate's programs (Debian's `git`, found with
+//! `dpkg -L git` and installed with apt-get when missing: `git` itself for upload-pack,
+//! receive-pack, fetch and push, and `git-remote-http` for HTTPS upstreams), the shared libraries
+//! `ldd` says they all need (with the dynamic loader), the system's CA bundle for HTTPS
+//! upstreams, `/etc/passwd` and `/etc/group` naming a non-root user, and an empty `/tmp`. Every
+//! entry has a fixed owner and mtime, so the same inputs always give the same archive.
 //!
 //! The catalog label is whatever the built binary's `catalog` subcommand prints, so the image
 //! declares exactly the daemons its binary provides and xtask needs no dependency on the crates.
@@ -27,6 +30,11 @@ const EPOCH: u64 = 946_684_800;
 const CREATED: &str = "2000-01-01T00:00:00Z";
 /// The fully static target, used only when the toolchain already has it (nothing is downloaded).
 const MUSL: &str = "x86_64-unknown-linux-musl";
+/// Where Debian installs git's programs; the image keeps the same paths, since git finds its
+/// helpers (`git-remote-https`) in the exec path compiled into it.
+const GIT_CORE: &str = "/usr/lib/git-core";
+/// The CA bundle Debian's libcurl reads, for the git gate's HTTPS upstreams.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Builds the archive (unless it is newer than the binary and this xtask) and returns its path.
 /// `--force` rebuilds it anyway.
@@ -71,13 +79,19 @@ fn archive(bin: &Path, musl: bool, force: bool) -> Result<PathBuf, String> {
 
     let catalog = catalog_of(bin)?;
     let ports = ports_of(&catalog)?;
-    let libs = if musl {
+    let git = git_programs()?;
+    let mut libs = if musl {
         Vec::new()
     } else {
         shared_libraries(bin)?
     };
+    for program in &git {
+        libs.extend(shared_libraries(program)?);
+    }
+    libs.sort();
+    libs.dedup();
 
-    let layer = layer(bin, &libs)?;
+    let layer = layer(bin, &git, &libs)?;
     let diff_id = hex(&sha256(&layer));
     let config = config_json(&catalog, &ports, &diff_id);
     let config_id = hex(&sha256(config.as_bytes()));
@@ -99,7 +113,7 @@ fn archive(bin: &Path, musl: bool, force: bool) -> Result<PathBuf, String> {
     fs::rename(&tmp, &archive)
         .map_err(|e| format!("cannot move {} into place: {e}", tmp.display()))?;
     eprintln!(
-        "image {IMAGE}: {} ({:.1} MiB, {} libraries{}), ports {ports:?}",
+        "image {IMAGE}: {} ({:.1} MiB, git, {} libraries{}), ports {ports:?}",
         archive.display(),
         bytes.len() as f64 / (1024.0 * 1024.0),
         libs.len(),
@@ -202,16 +216,73 @@ fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(libs)
 }
 
-/// The image's one layer: every parent directory, then the files, in a fixed order.
-fn layer(bin: &Path, libs: &[PathBuf]) -> Result<Vec<u8>, String> {
+/// Debian's `git` and `git-remote-http`, from the installed package's file list; the package
+/// is installed with apt-get when it is missing.
+fn git_programs() -> Result<Vec<PathBuf>, String> {
+    let want = [
+        format!("{GIT_CORE}/git"),
+        format!("{GIT_CORE}/git-remote-http"),
+    ];
+    let listed = || {
+        Command::new("dpkg")
+            .args(["-L", "git"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let list = match listed() {
+        Some(list) => list,
+        None => {
+            eprintln!("image: Debian's git is not installed; installing it with apt-get");
+            sh(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "git"]))
+                .map_err(|e| {
+                format!("{e}; the image needs Debian's git: run apt-get update and retry")
+            })?;
+            listed().ok_or("dpkg -L git lists nothing after installing git")?
+        }
+    };
+    want.iter()
+        .map(|w| {
+            list.lines()
+                .find(|l| l.trim() == w)
+                .map(|l| PathBuf::from(l.trim()))
+                .filter(|p| p.is_file())
+                .ok_or_else(|| {
+                    format!("the git package does not provide {w}; reinstall it (apt-get install --reinstall git)")
+                })
+        })
+        .collect()
+}
+
+/// The image's one layer: every parent directory, then the files and links, in a fixed order.
+fn layer(bin: &Path, git: &[PathBuf], libs: &[PathBuf]) -> Result<Vec<u8>, String> {
     let read = |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let inside = |p: &Path| p.to_string_lossy().trim_start_matches('/').to_string();
     // Library paths are kept exactly as `ldd` printed them: the loader's path is baked into the
     // binary, and the loader searches the same directories inside the image as outside.
     let mut files: Vec<(String, u32, Vec<u8>)> = vec![(BIN_PATH.into(), 0o755, read(bin)?)];
-    for lib in libs {
-        let inside = lib.to_string_lossy().trim_start_matches('/').to_string();
-        files.push((inside, 0o755, read(lib)?));
+    for path in git.iter().chain(libs) {
+        files.push((inside(path), 0o755, read(path)?));
     }
+    match fs::read(CA_BUNDLE) {
+        Ok(pem) => files.push((inside(Path::new(CA_BUNDLE)), 0o644, pem)),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {CA_BUNDLE}: {e}; install ca-certificates (the git gate's HTTPS \
+                 upstreams are verified against it)"
+            ))
+        }
+    }
+    // The same programs under their other names, as links (no second copy): `git` on the
+    // default PATH's neighbour /usr/bin, and the HTTPS helper.
+    let links: Vec<(String, String)> = vec![
+        ("usr/bin/git".into(), format!("{GIT_CORE}/git")),
+        (
+            format!("{}/git-remote-https", GIT_CORE.trim_start_matches('/')),
+            "git-remote-http".into(),
+        ),
+    ];
     files.push((
         "etc/passwd".into(),
         0o644,
@@ -232,7 +303,7 @@ fn layer(bin: &Path, libs: &[PathBuf]) -> Result<Vec<u8>, String> {
     files.sort_by(|a, b| a.0.cmp(&b.0));
 
     let mut dirs: Vec<String> = vec!["etc/".into(), "tmp/".into()];
-    for (path, _, _) in &files {
+    for path in files.iter().map(|f| &f.0).chain(links.iter().map(|l| &l.0)) {
         let mut at = 0;
         while let Some(i) = path[at..].find('/') {
             at += i + 1;
@@ -249,6 +320,9 @@ fn layer(bin: &Path, libs: &[PathBuf]) -> Result<Vec<u8>, String> {
     }
     for (path, mode, data) in &files {
         tar.file(path, *mode, data)?;
+    }
+    for (path, target) in &links {
+        tar.symlink(path, target)?;
     }
     Ok(tar.finish())
 }
@@ -321,6 +395,15 @@ impl Tar {
         self.header(path, mode, 0, b'5')
     }
 
+    fn symlink(&mut self, path: &str, target: &str) -> Result<(), String> {
+        if target.len() > 99 {
+            return Err(format!(
+                "tar link target {target:?} is longer than 99 bytes"
+            ));
+        }
+        self.header_with_link(path, 0o777, 0, b'2', target)
+    }
+
     fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<(), String> {
         self.header(path, mode, data.len() as u64, b'0')?;
         self.buf.extend_from_slice(data);
@@ -330,6 +413,17 @@ impl Tar {
     }
 
     fn header(&mut self, path: &str, mode: u32, size: u64, kind: u8) -> Result<(), String> {
+        self.header_with_link(path, mode, size, kind, "")
+    }
+
+    fn header_with_link(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        kind: u8,
+        link: &str,
+    ) -> Result<(), String> {
         let mut h = [0u8; 512];
         // Long paths would need the prefix field; none of ours comes close.
         if path.len() > 99 {
@@ -346,6 +440,7 @@ impl Tar {
         octal(&mut h, 124, 12, size);
         octal(&mut h, 136, 12, EPOCH);
         h[156] = kind;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
         h[265..269].copy_from_slice(b"root");
@@ -501,5 +596,16 @@ mod tests {
         assert_eq!(stored, sum);
         assert_eq!(&h[..10], b"etc/passwd");
         assert_eq!(bytes[1024], b'x');
+    }
+
+    #[test]
+    fn tar_links_name_their_target() {
+        let mut tar = Tar::default();
+        tar.symlink("usr/bin/git", "/usr/lib/git-core/git").unwrap();
+        let bytes = tar.finish();
+        assert_eq!(bytes.len(), 512 * 3);
+        assert_eq!(bytes[156], b'2');
+        assert_eq!(&bytes[157..178], b"/usr/lib/git-core/git");
+        assert_eq!(&bytes[124..135], b"00000000000");
     }
 }

@@ -20,7 +20,8 @@ Tasks:
   ci        fmt check, tidy, clippy (warnings denied), engines, reference image, every test
   demo      one bottle end to end: engine, image, up, an allowed and a denied request, down
   bench     benchmarks: bring-up and teardown against the engine's raw API floor, and
-            the egress proxy against direct, tinyproxy and squid (bench proxy: that part only)
+            the egress proxy against direct, tinyproxy and squid, a service endpoint and the
+            git gate against direct (bench engines|proxy|service|git: that part only)
   engines   make Docker and Podman reachable (install and start them when absent)
   guide     build the README's adapter guide as a crate outside the workspace and test it
   image     build the reference bundle image archive (target/bottle-sidecars.tar)

@@ -7,6 +7,9 @@
 //!   sweeping, checking and preparing independently of the code under test;
 //! - [`job`]: the names and addresses of one bottle;
 //! - [`stats`] and [`report`]: medians, spreads, pairwise ratios, Markdown;
+//! - [`git`]: the git part (`benches/git.rs`): clone and push through a bottle's git gate
+//!   against directly, to the same local `git http-backend` upstream ([`git::upstream`], which
+//!   the CLI's git gate tests use too);
 //! - [`proxy`]: the proxy part (`benches/proxy.rs`): bottle's egress proxy against direct,
 //!   tinyproxy and squid.
 //!
@@ -17,6 +20,7 @@ pub mod args;
 pub mod contenders;
 pub mod driver;
 pub mod engine;
+pub mod git;
 pub mod http;
 pub mod job;
 pub mod proxy;

@@ -224,7 +224,7 @@ Bottle file (TOML, every key optional):
   slug = \"demo\"
   image = \"bottle-sidecars:latest\"
   egress_allow = [\"example.com\", \"*.example.org:443\"]
-  git_upstreams = [\"https://git.example.com/repo.git\"]
+  git_upstreams = [\"https://git.example.com/org/lib.git\"]  # or tables, below
   supervise = true
   daemons = []
   env = [\"LOG_LEVEL=debug\", \"API_TOKEN\"]
@@ -232,6 +232,12 @@ Bottle file (TOML, every key optional):
   loopback = { pool = \"127.77.0.0/16\" }      # or { fixed = \"127.0.0.9\" }
   subnet_pool = \"10.213.0.0/16\"
   limits = { memory_bytes = 268435456, pids = 256 }
+  [[git_upstreams]]                        # instead of the list above: one table each
+  name = \"app\"                             # the agent clones $GIT_GATE_URL/app.git
+  url = \"https://git.example.com/org/app.git\"
+  token = \"APP_GIT_TOKEN\"                  # bare env key: the gate's credential upstream
+  push = [\"refs/heads/agent/*\"]            # default: any branch but the default; no tags
+  # ca_file = \"/etc/ssl/private-ca.pem\"    # insecure_http = true allows http://
 
 Examples:
   bottle up demo --allow example.com --allow '*.github.com:443'
@@ -257,8 +263,9 @@ pub struct SpecArgs {
     #[arg(long = "allow", value_name = "PATTERN")]
     pub allow: Vec<String>,
 
-    /// A git upstream URL; any turns the git gate on; repeatable
-    #[arg(long = "git-upstream", value_name = "URL")]
+    /// A git upstream: an https URL, optionally named (NAME=URL; default name: the URL's
+    /// last path segment without .git); any turns the git gate on; repeatable
+    #[arg(long = "git-upstream", value_name = "[NAME=]URL")]
     pub git_upstreams: Vec<String>,
 
     /// Run the supervise daemon

@@ -27,8 +27,11 @@ pub fn build(args: &SpecArgs) -> Result<BottleSpec, Failure> {
         spec.image = image.clone();
     }
     spec.egress_allow.extend(args.allow.iter().cloned());
-    spec.git_upstreams
-        .extend(args.git_upstreams.iter().cloned());
+    spec.git_upstreams.extend(
+        args.git_upstreams
+            .iter()
+            .map(|arg| bottle_core::git::GitUpstreamSpec::parse_arg(arg)),
+    );
     spec.supervise |= args.supervise;
     for raw in &args.env {
         let entry = parse_env(raw)?;

@@ -14,8 +14,8 @@ use crate::spec::{is_valid_env_key, ValidationError};
 pub const DAEMONS_ENV: &str = "BOTTLE_DAEMONS";
 /// The environment variable that carries the egress allowlist (comma-separated patterns).
 pub const EGRESS_ALLOW_ENV: &str = "BOTTLE_EGRESS_ALLOW";
-/// The environment variable that carries the git upstreams (comma-separated `name=url`).
-pub const GIT_UPSTREAMS_ENV: &str = "BOTTLE_GIT_UPSTREAMS";
+/// The environment variable that carries the git upstreams (JSON; see [`crate::git`]).
+pub use crate::git::GIT_UPSTREAMS_ENV;
 /// The environment variable naming the bundle's secrets: the keys of the bottle's bare env
 /// entries, comma-separated (names only). The bundle reads their values from its own
 /// environment and refuses to carry them out.

@@ -10,6 +10,7 @@
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
+//! - [`git`]: git upstreams, which the bundle's git gate serves to the agent;
 //! - [`selfcheck`]: the report a container gives of itself from inside, which the
 //!   conformance suite compares with what was asked;
 //! - `conformance` (feature `conformance`): the cases every runtime must pass;
@@ -26,6 +27,7 @@ pub mod catalog;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+pub mod git;
 mod host;
 pub mod intercept;
 pub mod labels;

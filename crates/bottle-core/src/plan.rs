@@ -389,9 +389,10 @@ pub fn plan(
         });
     }
     if !spec.git_upstreams.is_empty() {
+        let planned: Vec<_> = spec.git_upstreams.iter().map(|u| u.planned()).collect();
         env.push(PlannedEnv::Value {
             key: GIT_UPSTREAMS_ENV.into(),
-            value: spec.git_upstreams.join(","),
+            value: serde_json::to_string(&planned).expect("git upstreams always serialize"),
         });
     }
     env.extend(spec.env.iter().map(|e| match e {
@@ -401,14 +402,20 @@ pub fn plan(
         },
         EnvEntry::Inherit { key } => PlannedEnv::Inherit { key: key.clone() },
     }));
-    // A service's secrets come into the bundle as bare keys too, unless the bottle lists them.
-    for inject in spec.services.iter().flat_map(|s| &s.inject) {
+    // A service's secrets and the git gate's tokens come into the bundle as bare keys too,
+    // unless the bottle lists them: so they are among the bundle's secret keys.
+    let secrets = spec
+        .services
+        .iter()
+        .flat_map(|s| &s.inject)
+        .map(|i| &i.secret);
+    for secret in secrets.chain(spec.git_upstreams.iter().filter_map(|u| u.token.as_ref())) {
         let listed = env
             .iter()
-            .any(|e| matches!(e, PlannedEnv::Inherit { key } if *key == inject.secret));
+            .any(|e| matches!(e, PlannedEnv::Inherit { key } if key == secret));
         if !listed {
             env.push(PlannedEnv::Inherit {
-                key: inject.secret.clone(),
+                key: secret.clone(),
             });
         }
     }
@@ -487,6 +494,13 @@ pub fn plan(
                 Some(Mount {
                     host_path: svc.ca_file.as_ref()?.into(),
                     container_path: svc.ca_path()?.into(),
+                    read_only: true,
+                })
+            }))
+            .chain(spec.git_upstreams.iter().filter_map(|up| {
+                Some(Mount {
+                    host_path: up.ca_file.clone()?,
+                    container_path: up.ca_path()?.into(),
                     read_only: true,
                 })
             }))

@@ -105,9 +105,9 @@ pub struct BottleSpec {
     /// Egress allowlist patterns (`example.com`, `*.example.com:443`).
     #[serde(default)]
     pub egress_allow: Vec<String>,
-    /// Git upstream URLs; declaring any turns the git gate on.
+    /// Git upstreams (a URL or a table each); declaring any turns the git gate on.
     #[serde(default)]
-    pub git_upstreams: Vec<String>,
+    pub git_upstreams: Vec<crate::git::GitUpstreamSpec>,
     /// Turns the supervise daemon on.
     #[serde(default)]
     pub supervise: bool,
@@ -171,10 +171,12 @@ pub enum ValidationError {
     MountDuplicate { path: PathBuf },
     #[error("egress_allow: {0}")]
     Allow(#[from] PatternError),
-    #[error("git_upstreams: {upstream:?} {reason}")]
+    /// `part` is the upstream's key (`url`, `name`, `token`, `push`, `ca_file`).
+    #[error("git_upstreams[{index}].{part}: {reason}")]
     GitUpstream {
-        upstream: String,
-        reason: &'static str,
+        index: usize,
+        part: &'static str,
+        reason: String,
     },
     #[error("daemons: unknown daemon {name:?} (known: {known})")]
     UnknownDaemon { name: String, known: String },
@@ -381,32 +383,6 @@ fn validate_image(image: &str) -> Result<(), ValidationError> {
     }
 }
 
-fn validate_git_upstream(upstream: &str) -> Result<(), ValidationError> {
-    let bad = |reason| {
-        Err(ValidationError::GitUpstream {
-            upstream: upstream.escape_debug().to_string(),
-            reason,
-        })
-    };
-    if upstream.is_empty() {
-        return bad("is empty");
-    }
-    if upstream
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == ',')
-    {
-        return bad("contains whitespace, a control character or a comma");
-    }
-    let scheme_ok = ["https://", "http://", "ssh://", "git://"]
-        .iter()
-        .any(|s| upstream.starts_with(s))
-        || (upstream.contains('@') && upstream.contains(':'));
-    if !scheme_ok {
-        return bad("is not a git URL (https://, ssh://, git:// or user@host:path)");
-    }
-    Ok(())
-}
-
 fn validate_limits(limits: &Limits) -> Result<(), ValidationError> {
     if let Some(m) = limits.memory_bytes {
         if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&m) {
@@ -528,9 +504,7 @@ impl BottleSpec {
         for pattern in &self.egress_allow {
             pattern.parse::<AllowRule>()?;
         }
-        for upstream in &self.git_upstreams {
-            validate_git_upstream(upstream)?;
-        }
+        crate::git::validate(&self.git_upstreams, &self.env, env_lookup)?;
         if let Some(choice) = &self.loopback {
             validate_loopback(choice)?;
         }

@@ -123,7 +123,7 @@ container bottle-sidecars-full
 loopback 127.77.155.152
 daemons pipelock,egress,git-gate,supervise
 publish 127.77.155.152:8888 127.77.155.152:9418 127.77.155.152:9100
-env BOTTLE_DAEMONS=pipelock,egress,git-gate,supervise BOTTLE_EGRESS_ALLOW=api.example.test:443,*.pkg.example.test BOTTLE_GIT_UPSTREAMS=https://git.example.test/repo.git MODE=strict TOKEN (inherited) BOTTLE_SECRET_KEYS=TOKEN",
+env BOTTLE_DAEMONS=pipelock,egress,git-gate,supervise BOTTLE_EGRESS_ALLOW=api.example.test:443,*.pkg.example.test BOTTLE_GIT_UPSTREAMS=[{\"name\":\"repo\",\"url\":\"https://git.example.test/repo.git\",\"token_key\":null,\"push\":null,\"ca_file\":null,\"insecure_http\":false}] MODE=strict TOKEN (inherited) BOTTLE_SECRET_KEYS=TOKEN",
     );
     // A fixed loopback address is used as given.
     check(
@@ -501,4 +501,77 @@ fn an_empty_string_in_a_bottle_file_is_an_error_naming_its_field() {
         };
         assert_eq!(refused.field(), field, "{refused}");
     }
+
+#[test]
+fn git_upstreams_reach_the_gate_as_json_and_their_tokens_as_secret_keys() {
+    use bottle_core::git::{GitUpstreamSpec, PlannedGitUpstream, GIT_UPSTREAMS_ENV};
+    let spec = BottleSpec {
+        git_upstreams: vec![
+            GitUpstreamSpec::parse_arg("https://git.example.test/org/lib.git"),
+            GitUpstreamSpec {
+                name: Some("app".into()),
+                url: "https://git.example.test/org/app.git/".into(),
+                token: Some("APP_GIT_TOKEN".into()),
+                push: Some(vec!["refs/heads/agent/*".into()]),
+                ca_file: Some("/srv/ca.pem".into()),
+                insecure_http: false,
+            },
+        ],
+        env: vec![EnvEntry::parse("OTHER").unwrap()],
+        ..spec("git")
+    };
+    let p = plan::plan(
+        &spec,
+        "img:1",
+        &Catalog::seed(),
+        &ImageProfile::default(),
+        &Pools::default(),
+        &InUse::default(),
+    )
+    .unwrap();
+    let value = |k: &str| {
+        p.env.iter().find_map(|e| match e {
+            PlannedEnv::Value { key, value } if key == k => Some(value.clone()),
+            _ => None,
+        })
+    };
+    let planned = PlannedGitUpstream::list_from_json(&value(GIT_UPSTREAMS_ENV).unwrap()).unwrap();
+    assert_eq!(
+        planned,
+        vec![
+            PlannedGitUpstream {
+                name: "lib".into(),
+                url: "https://git.example.test/org/lib.git".into(),
+                token_key: None,
+                push: None,
+                ca_file: None,
+                insecure_http: false,
+            },
+            PlannedGitUpstream {
+                name: "app".into(),
+                url: "https://git.example.test/org/app.git".into(),
+                token_key: Some("APP_GIT_TOKEN".into()),
+                push: Some(vec!["refs/heads/agent/*".into()]),
+                ca_file: Some("/etc/bottle/git/app.pem".into()),
+                insecure_http: false,
+            },
+        ]
+    );
+    // The token is a bare key of the bundle and one of its secrets; its value is in no plan.
+    assert!(p
+        .env
+        .iter()
+        .any(|e| matches!(e, PlannedEnv::Inherit { key } if key == "APP_GIT_TOKEN")));
+    assert_eq!(
+        value("BOTTLE_SECRET_KEYS").as_deref(),
+        Some("OTHER,APP_GIT_TOKEN")
+    );
+    let ca = p
+        .mounts
+        .iter()
+        .find(|m| m.container_path.to_str() == Some("/etc/bottle/git/app.pem"))
+        .expect("the CA file is mounted");
+    assert!(ca.read_only);
+    assert_eq!(ca.host_path.to_str(), Some("/srv/ca.pem"));
+    assert!(p.daemons.iter().any(|d| d.name == "git-gate"));
 }

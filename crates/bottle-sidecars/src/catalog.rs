@@ -3,7 +3,7 @@
 //!
 //! The image declares this catalog in its `io.bottle.catalog` label, so the planner learns from
 //! the image alone which daemons exist and which agent variables they fill. Daemons the binary
-//! does not implement (pipelock, git-gate) are absent rather than faked: a bottle that asks for
+//! does not implement (pipelock) are absent rather than faked: a bottle that asks for
 //! them is refused at plan time instead of getting a stand-in that enforces nothing.
 
 use bottle_core::catalog::DAEMONS_ENV;
@@ -16,9 +16,11 @@ pub const SUPERVISE: &str = "supervise";
 /// The name of the services daemon: one process for every service of the bottle, each on
 /// its own port from this one up (the planner names them `svc-<name>`).
 pub const SERVICES: &str = "services";
+/// The name of the git gate daemon.
+pub const GIT_GATE: &str = "git-gate";
 
 /// The catalog the image provides: egress is the agent-facing proxy, supervise is optional,
-/// services serves the bottle's service endpoints, selfcheck (internal, only when named)
+/// services serves the bottle's service endpoints, git-gate the bottle's git upstreams, selfcheck (internal, only when named)
 /// reports what the container is.
 pub fn provided() -> Catalog {
     Catalog {
@@ -49,6 +51,15 @@ pub fn provided() -> Catalog {
                 path: String::new(),
                 vars: vec![],
                 when: When::Services,
+            },
+            DaemonDef {
+                name: GIT_GATE.into(),
+                port: 9418,
+                facing: Facing::Agent,
+                scheme: "git".into(),
+                path: String::new(),
+                vars: vec!["GIT_GATE_URL".into()],
+                when: When::GitUpstreams,
             },
             bottle_core::selfcheck::daemon_def(),
         ],

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use nix::sys::signal::{SigSet, Signal};
 use tokio::net::TcpListener;
 
-use crate::catalog::{port_of, provided, EGRESS, SERVICES, SUPERVISE};
+use crate::catalog::{port_of, provided, EGRESS, GIT_GATE, SERVICES, SUPERVISE};
 use crate::egress;
 
 /// The egress proxy's worker threads (default: one per core, at most four).
@@ -72,6 +72,11 @@ pub fn run(name: &str) -> Result<(), String> {
     } else {
         None
     };
+    let gate = if name == GIT_GATE {
+        Some(crate::gitgate::Config::from_env()?)
+    } else {
+        None
+    };
     // The proxy carries all of the agent's traffic: it gets every core (at most four). The
     // other daemons serve one agent's occasional requests on one thread.
     let runtime = if egress.is_some() {
@@ -105,6 +110,20 @@ pub fn run(name: &str) -> Result<(), String> {
                 crate::catalog::port_env(name)
             )
         })?;
+        if let Some(config) = gate {
+            note(&format!(
+                "listening on {addr} for {} upstream(s) ({}); mirrors in {}",
+                config.upstreams.len(),
+                config
+                    .upstreams
+                    .iter()
+                    .map(|u| format!("{} -> {}", u.name(), u.url()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.dir.display()
+            ));
+            return crate::gitgate::serve(listener, config).await;
+        }
         match (name, egress) {
             (EGRESS, Some(config)) => {
                 note(&format!(

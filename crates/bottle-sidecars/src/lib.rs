@@ -6,6 +6,8 @@
 //!   reaps, restarts, and stops them all quickly on SIGTERM;
 //! - [`egress`]: the allowlisting HTTP/1.1 forward proxy, callable in-process;
 //! - [`services`]: the service endpoints, which add credentials the agent never holds;
+//! - [`gitgate`]: the git gate: the agent's fetches and pushes, each push checked before it is
+//!   forwarded upstream with a credential the agent never holds;
 //! - [`supervise`]: a minimal MCP endpoint;
 //! - [`health`]: the image's health check;
 //! - [`leak`]: the credential scan of what leaves the bundle;
@@ -15,6 +17,7 @@
 pub mod catalog;
 pub mod daemon;
 pub mod egress;
+pub mod gitgate;
 pub mod health;
 pub mod init;
 pub mod leak;

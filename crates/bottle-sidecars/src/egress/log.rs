@@ -165,7 +165,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// RFC 3339 UTC with milliseconds, from Unix milliseconds (civil-from-days, proleptic Gregorian).
-fn rfc3339_ms(ms: u64) -> String {
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
