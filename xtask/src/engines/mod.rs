@@ -1,12 +1,16 @@
 //! `cargo xtask engines`: makes Docker and Podman reachable on this machine, installing and
-//! starting them when absent. Idempotent; says what it did.
+//! starting them when absent, plus what the tests of remote Docker contexts reach the engine
+//! through (Docker's TLS listener on loopback, and a loopback `sshd`). Idempotent; says what
+//! it did.
 
 mod docker;
 mod podman;
+mod sshd;
 
-/// Brings up both engines.
+/// Brings up both engines and the test `sshd`.
 pub fn run(_args: &[String]) -> Result<(), String> {
     docker::ensure()?;
     podman::ensure()?;
+    sshd::ensure()?;
     Ok(())
 }
