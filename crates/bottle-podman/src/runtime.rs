@@ -20,7 +20,7 @@ use podman_api::opts::{
 use podman_api::{ApiVersion, Podman, LATEST_API_VERSION};
 use tracing::{debug, warn};
 
-use crate::connect::{self, Endpoint, HINT};
+use crate::connect::{self, Candidate, Endpoint, PodmanEndpoint, HINT};
 use crate::error::{engine_message, status, Call};
 use crate::inspect::{self, short_image_name};
 use crate::raw::RawClient;
@@ -44,6 +44,7 @@ pub struct PodmanRuntime {
     endpoint: String,
     version: ApiVersion,
     forwarding: PortForwarding,
+    discovered: PodmanEndpoint,
     call_timeout: Duration,
 }
 
@@ -58,16 +59,21 @@ impl fmt::Debug for PodmanRuntime {
 }
 
 impl PodmanRuntime {
-    /// Connects to the first Podman API service that answers: `CONTAINER_HOST` when set, else
-    /// `/run/podman/podman.sock`, else `$XDG_RUNTIME_DIR/podman/podman.sock`.
+    /// Connects to the first Podman API service that answers, in the order Podman's own tools
+    /// look (see [`discover`](crate::discover)): `CONTAINER_CONNECTION`, `CONTAINER_HOST`, the
+    /// default connection of Podman's connection config, `$XDG_RUNTIME_DIR/podman/podman.sock`,
+    /// then `/run/podman/podman.sock`.
     pub async fn connect() -> Result<Self> {
-        let host = std::env::var("CONTAINER_HOST").ok();
-        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-        let candidates = connect::candidates(host.as_deref(), xdg.as_deref()).map_err(|msg| {
+        let env = connect::Env::current();
+        let candidates = connect::candidates(&env, &connect::RealFiles).map_err(|msg| {
             RuntimeError::EngineUnavailable {
                 engine: ENGINE.into(),
-                tried: host.clone().unwrap_or_default(),
-                hint: format!("{msg}: {HINT}"),
+                tried: env
+                    .container_host
+                    .clone()
+                    .or(env.container_connection.clone())
+                    .unwrap_or_else(|| "the Podman connection config".into()),
+                hint: msg,
                 source: None,
             }
         })?;
@@ -82,19 +88,23 @@ impl PodmanRuntime {
             hint: format!("{url} is not a unix:///path or tcp://host:port URL: {HINT}"),
             source: None,
         })?;
-        Self::connect_first(&[endpoint]).await
+        Self::connect_first(&[Candidate {
+            endpoint,
+            source: "given by the caller".into(),
+        }])
+        .await
     }
 
-    async fn connect_first(candidates: &[Endpoint]) -> Result<Self> {
+    async fn connect_first(candidates: &[Candidate]) -> Result<Self> {
         let mut last = None;
-        for endpoint in candidates {
-            match Self::try_endpoint(endpoint).await {
+        for candidate in candidates {
+            match Self::try_endpoint(candidate).await {
                 Ok(rt) => {
-                    debug!(endpoint = %rt.endpoint, version = %rt.version, "connected to podman");
+                    debug!(endpoint = %rt.endpoint, version = %rt.version, source = %candidate.source, "connected to podman");
                     return Ok(rt);
                 }
                 Err(e) => {
-                    debug!(endpoint = %endpoint.url(), error = %e, "podman endpoint does not answer");
+                    debug!(endpoint = %candidate.endpoint.url(), error = %e, "podman endpoint does not answer");
                     last = Some(e);
                 }
             }
@@ -103,7 +113,7 @@ impl PodmanRuntime {
             engine: ENGINE.into(),
             tried: candidates
                 .iter()
-                .map(Endpoint::url)
+                .map(|c| format!("{} ({})", c.endpoint.url(), c.source))
                 .collect::<Vec<_>>()
                 .join(", "),
             hint: HINT.into(),
@@ -111,7 +121,8 @@ impl PodmanRuntime {
         })
     }
 
-    async fn try_endpoint(endpoint: &Endpoint) -> std::result::Result<Self, podman_api::Error> {
+    async fn try_endpoint(candidate: &Candidate) -> std::result::Result<Self, podman_api::Error> {
+        let endpoint = &candidate.endpoint;
         let podman = endpoint.podman(LATEST_API_VERSION)?;
         let ping = tokio::time::timeout(PING_TIMEOUT, podman.ping())
             .await
@@ -136,6 +147,7 @@ impl PodmanRuntime {
             endpoint: endpoint.url(),
             version,
             forwarding: endpoint.port_forwarding(),
+            discovered: candidate.describe(),
             call_timeout: CALL_TIMEOUT,
         })
     }
@@ -169,6 +181,20 @@ impl PodmanRuntime {
     /// Where this runtime is connected (`unix:///run/podman/podman.sock`).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The endpoint this runtime connected to, how it was chosen, and whether its service runs
+    /// rootless (for `bottle doctor`).
+    pub fn discovered(&self) -> &PodmanEndpoint {
+        &self.discovered
+    }
+
+    /// Whether the service runs rootless (its socket is not root's); `None` when that cannot be
+    /// seen from here (a TCP endpoint). A rootless service lives in the user's namespaces: its
+    /// networks are in the rootless network namespace (no route on the host) and it publishes
+    /// ports through `rootlessport`, so [`ContainerRuntime::port_forwarding`] is `Proxied`.
+    pub fn rootless(&self) -> Option<bool> {
+        self.discovered.rootless
     }
 
     /// The podman-api client, for what the trait does not cover (tests read hardening
@@ -431,7 +457,9 @@ impl ContainerRuntime for PodmanRuntime {
             let call = self.call("creating", ObjectKind::Container, &spec.name);
             let body = create::body(spec).map_err(|e| call.engine(e))?;
             // The raw path: podman-api's `Containers::create` cannot send `no_new_privileges`.
-            if let Err(e) = self.raw.post_json("/libpod/containers/create", &body).await {
+            let created = match self.raw.post_json("/libpod/containers/create", &body).await {
+                Ok(answer) => answer,
+                Err(e) => {
                 // Podman 4.3 answers all three with HTTP 500; the message tells them apart.
                 let message = engine_message(&e).to_ascii_lowercase();
                 let code = status(&e);
@@ -454,7 +482,14 @@ impl ContainerRuntime for PodmanRuntime {
                 } else {
                     call.error(e)
                 });
-            }
+                }
+            };
+            // What Podman says it left out ("Resource limits are not supported and ignored on
+            // cgroups V1 rootless systems"), for the message when a setting is missing.
+            let warnings: Vec<&str> = created["Warnings"]
+                .as_array()
+                .map(|w| w.iter().filter_map(|w| w.as_str()).collect())
+                .unwrap_or_default();
             // Every hardening setting must show in inspect, or the container must not exist.
             let verified = match self.inspect_raw(&spec.name).await {
                 Ok(inspected) => {
@@ -462,14 +497,25 @@ impl ContainerRuntime for PodmanRuntime {
                     if missing.is_empty() {
                         return Ok(());
                     }
+                    let mut message = format!(
+                        "the engine ignored requested settings: {}; the container was removed",
+                        missing.join("; ")
+                    );
+                    if !warnings.is_empty() {
+                        message.push_str(&format!(" (Podman warned: {})", warnings.join("; ")));
+                    }
+                    if self.rootless() == Some(true) && missing.iter().any(|m| m.contains("limit")) {
+                        // Podman drops every resource limit of a rootless container on cgroup
+                        // v1, with no setting to change that.
+                        message.push_str(
+                            "; a rootless Podman service applies memory and pids limits only on cgroup v2: use a host with cgroup v2 (the unified hierarchy) or the rootful service",
+                        );
+                    }
                     Err(RuntimeError::Engine {
                         engine: ENGINE.into(),
                         operation: "creating".into(),
                         target: format!("container {}", spec.name),
-                        message: format!(
-                            "the engine ignored requested settings: {}; the container was removed",
-                            missing.join("; ")
-                        ),
+                        message,
                         source: None,
                     })
                 }
