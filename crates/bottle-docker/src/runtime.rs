@@ -165,6 +165,19 @@ impl DockerRuntime {
         &self.chosen
     }
 
+    /// Whether the engine runs rootless, as its security options say (`name=rootless`).
+    pub async fn rootless(&self) -> Result<bool> {
+        let info =
+            self.docker.info().await.map_err(|e| {
+                errors::other(&self.endpoint, "reading the info of", "the engine", e)
+            })?;
+        Ok(info
+            .security_options
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.split(',').any(|kv| kv == "name=rootless")))
+    }
+
     /// The bollard client, for what the trait does not cover (tests inspect settings with it).
     pub fn docker(&self) -> &Docker {
         &self.docker

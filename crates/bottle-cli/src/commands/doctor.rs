@@ -1,5 +1,6 @@
-//! `bottle doctor`: which engines answer, their versions and sockets, whether the reference
-//! image is present, and what to do about each problem.
+//! `bottle doctor`: which engines answer, their versions and sockets, how each endpoint was
+//! chosen and whose host it is on, whether the engine is rootless, whether the reference image
+//! is present, and what to do about each problem.
 
 use bottle_core::lifecycle::DEFAULT_IMAGE;
 use serde::Serialize;
@@ -8,7 +9,7 @@ use crate::cli::{Engine, Output};
 use crate::commands::Context;
 use crate::exit::Failure;
 use crate::output;
-use crate::runtime::{self, Unusable};
+use crate::runtime::{self, Purpose, Reach, Unusable};
 
 /// One engine's findings.
 #[derive(Debug, Serialize)]
@@ -20,6 +21,18 @@ struct Report {
     api_version: Option<String>,
     /// The socket or URL the adapter used (or tried).
     endpoint: Option<String>,
+    /// How the endpoint was chosen (`--context ci`, `DOCKER_HOST`, `default socket`, ...);
+    /// `null` where the adapter does not say.
+    chosen_by: Option<String>,
+    /// `"local"` (a socket of this host), `"this-host"` (tcp:// or ssh:// to an address of this
+    /// host), `"remote"` (another host: refused by every other command); `null` where unknown.
+    locality: Option<&'static str>,
+    /// Whether the engine is on another host; `null` where unknown.
+    remote: Option<bool>,
+    /// Whether the engine runs rootless; `null` where unknown.
+    rootless: Option<bool>,
+    /// How bottles are published on loopback; `null` where unknown.
+    loopback_mode: Option<String>,
     /// Whether the reference image is present; `null` when the engine does not answer.
     image_present: Option<bool>,
     problems: Vec<Problem>,
@@ -31,7 +44,17 @@ struct Problem {
     hint: String,
 }
 
-async fn check(engine: Engine) -> Report {
+impl Report {
+    fn reach(&mut self, reach: &Reach) {
+        self.endpoint = Some(reach.endpoint.clone());
+        self.chosen_by = Some(reach.chosen_by.clone());
+        self.locality = Some(reach.locality);
+        self.remote = Some(reach.locality == "remote");
+        self.rootless = reach.rootless;
+    }
+}
+
+async fn check(engine: Engine, context: Option<&str>) -> Report {
     let name = engine.name();
     let mut report = Report {
         engine: name,
@@ -39,12 +62,31 @@ async fn check(engine: Engine) -> Report {
         version: None,
         api_version: None,
         endpoint: None,
+        chosen_by: None,
+        locality: None,
+        remote: None,
+        rootless: None,
+        loopback_mode: None,
         image_present: None,
         problems: Vec::new(),
     };
-    match runtime::connect(engine).await {
+    let purpose = Purpose {
+        context,
+        refuse_remote: false,
+        facts: true,
+    };
+    match runtime::connect(engine, purpose).await {
         Ok(c) => {
             report.answers = true;
+            if let Some(reach) = &c.reach {
+                report.reach(reach);
+                if reach.locality == "remote" {
+                    report.problems.push(Problem {
+                        problem: format!("the {name} engine at {} runs on another host: bottle refuses it (a bottle's loopback ports would be on that host)", reach.endpoint),
+                        hint: "run bottle on the engine's host, or choose an engine on this host (`--context default`, or unset DOCKER_HOST and DOCKER_CONTEXT)".into(),
+                    });
+                }
+            }
             report.version = Some(c.info.version.clone());
             report.api_version = Some(c.info.api_version.clone());
             report.endpoint = Some(c.info.endpoint.clone());
@@ -68,7 +110,23 @@ async fn check(engine: Engine) -> Report {
             problem: format!("this bottle was built without the {name} runtime (feature `{name}`)"),
             hint: format!("rebuild with `cargo build -p bottle-cli --features {name}`"),
         }),
-        Err(Unusable::Failed(e)) => {
+        Err(Unusable::Endpoint {
+            source,
+            problem,
+            hint,
+        }) => {
+            report.chosen_by = Some(source.clone());
+            report.problems.push(Problem {
+                problem: format!("{source}: {problem}"),
+                hint,
+            });
+        }
+        // Not refused for doctor; listed for completeness of the match.
+        Err(Unusable::Remote(reach)) => report.reach(&reach),
+        Err(Unusable::Failed(e, reach)) => {
+            if let Some(reach) = &reach {
+                report.reach(reach);
+            }
             if let bottle_core::Error::Runtime(bottle_core::RuntimeError::EngineUnavailable {
                 tried,
                 hint,
@@ -100,12 +158,18 @@ struct Doctor<'a> {
 
 pub async fn run(ctx: &Context) -> Result<(), Failure> {
     output::refuse_env(ctx.global.output, "doctor")?;
-    let (docker, podman) = tokio::join!(check(Engine::Docker), check(Engine::Podman));
+    let context = ctx.global.context.as_deref();
+    let (docker, podman) = tokio::join!(
+        check(Engine::Docker, context),
+        check(Engine::Podman, context)
+    );
     let reports = [docker, podman];
+    // As `select` chooses: --context means Docker, and an engine on another host is refused.
+    let asked = ctx.global.runtime.or(context.map(|_| Engine::Docker));
     let selected = reports
         .iter()
-        .filter(|r| ctx.global.runtime.is_none_or(|e| e.name() == r.engine))
-        .find(|r| r.answers)
+        .filter(|r| asked.is_none_or(|e| e.name() == r.engine))
+        .find(|r| r.answers && r.remote != Some(true))
         .map(|r| r.engine);
     if ctx.global.output == Output::Json {
         output::emit_json(&Doctor {
@@ -124,6 +188,20 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                 _ => "not usable".to_string(),
             };
             s.push_str(&format!("{}: {status}\n", r.engine));
+            if let Some(how) = &r.chosen_by {
+                let host = match r.locality {
+                    Some("remote") => ", on another host",
+                    Some("this-host") => ", on this host over the network",
+                    _ => "",
+                };
+                s.push_str(&format!("  endpoint chosen by {how}{host}\n"));
+            }
+            if let Some(rootless) = r.rootless {
+                s.push_str(&format!(
+                    "  {}\n",
+                    if rootless { "rootless" } else { "rootful" }
+                ));
+            }
             if r.image_present == Some(true) {
                 s.push_str(&format!("  image {DEFAULT_IMAGE}: present\n"));
             }

@@ -32,7 +32,7 @@ impl Context {
 
     /// Connects to the engine (`--runtime` or the first that answers).
     pub async fn connect(&self) -> Result<Connected, Failure> {
-        runtime::select(self.global.runtime).await
+        runtime::select(&self.global).await
     }
 
     /// Connects and builds the lifecycle of `--prefix`.
