@@ -7,6 +7,8 @@
 //! - [`runtime`]: the [`ContainerRuntime`] trait, the one API boundary to engines;
 //! - [`lifecycle`]: `up`, `down`, `list`, `endpoints` and `gc` over `Arc<dyn ContainerRuntime>`;
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
+//! - [`loopback`]: whether this host has per-bottle loopback addresses, and the shared
+//!   `127.0.0.1` fallback where it does not (macOS engines);
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
 //! - [`selfcheck`]: the report a container gives of itself from inside, which the
@@ -28,6 +30,7 @@ mod host;
 pub mod intercept;
 pub mod labels;
 pub mod lifecycle;
+pub mod loopback;
 pub mod memory;
 #[cfg(feature = "conformance")]
 pub mod mutants;
@@ -47,6 +50,7 @@ pub use catalog::{Catalog, DaemonDef, Facing, When};
 pub use error::{Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult};
 pub use intercept::{Call, Hook, Intercepted};
 pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
+pub use loopback::LoopbackMode;
 pub use memory::InMemoryRuntime;
 pub use plan::{AgentEndpoints, BundlePlan, Pools};
 pub use runtime::{

@@ -44,6 +44,29 @@ impl Context {
     }
 }
 
+/// Settles the loopback address choice of `spec` for this host (see `bottle_core::loopback`):
+/// per bottle from the pool where the pool's addresses exist, else the shared 127.0.0.1 with a
+/// warning on stderr that says what isolation is lost and how to get it back. Before any engine
+/// is contacted: a fixed address this host lacks is bad input.
+pub fn settle_loopback(
+    spec: &mut bottle_core::BottleSpec,
+) -> Result<bottle_core::loopback::Detected, Failure> {
+    let choice = spec
+        .loopback
+        .unwrap_or_else(|| bottle_core::Pools::default().loopback);
+    let detected = bottle_core::loopback::detect(&choice).map_err(|msg| {
+        Failure::input(
+            msg,
+            "run `bottle doctor` to see the loopback mode of this host",
+        )
+    })?;
+    if let Some(warning) = detected.warning() {
+        eprintln!("warning: {warning}");
+    }
+    spec.loopback = Some(detected.apply(&choice));
+    Ok(detected)
+}
+
 /// Checks a slug before any engine is contacted (bad input exits 2 with nothing touched).
 pub fn check_slug(slug: &str) -> Result<(), Failure> {
     bottle_core::spec::validate_slug(slug).map_err(|e| Failure::from(bottle_core::Error::from(e)))
