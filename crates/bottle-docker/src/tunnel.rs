@@ -26,13 +26,14 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The variable naming an ssh configuration file to use instead of `~/.ssh/config`.
 pub const SSH_CONFIG_VAR: &str = "BOTTLE_SSH_CONFIG";
 
-/// Runs `ssh "$@"` in the background and stops it when standard input closes. The reader is a
-/// background job, whose standard input a POSIX shell replaces with `/dev/null` unless it is
-/// redirected explicitly: hence the copy on fd 3.
+/// Runs `ssh "$@"` in the background and, when standard input closes, stops it and removes
+/// the private directory (which a killed process could not). The reader is a background job,
+/// whose standard input a POSIX shell replaces with `/dev/null` unless it is redirected
+/// explicitly: hence the copy on fd 3.
 const SCRIPT: &str = r#"exec 3<&0
-ssh "$@" </dev/null 2>"$BOTTLE_TUNNEL_LOG" &
+ssh "$@" </dev/null 2>"$BOTTLE_TUNNEL_DIR/ssh.log" &
 pid=$!
-( read -r _ <&3; kill "$pid" 2>/dev/null ) &
+( read -r _ <&3; kill "$pid" 2>/dev/null; rm -rf "$BOTTLE_TUNNEL_DIR" ) &
 wait "$pid"
 "#;
 
@@ -89,7 +90,7 @@ impl Tunnel {
             .arg(SCRIPT)
             .arg("bottle-ssh-tunnel")
             .args(&args)
-            .env("BOTTLE_TUNNEL_LOG", &log)
+            .env("BOTTLE_TUNNEL_DIR", &dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
