@@ -50,8 +50,12 @@
 //!
 //! `doctor` prints `{"selected": "docker" | "podman" | null, "engines": [...]}`, one entry per
 //! engine: `engine`, `answers` (bool), `version`, `api_version`, `endpoint` (string or
-//! `null`), `image_present` (bool, `null` when the engine does not answer), `problems` (array
-//! of `{"problem", "hint"}`).
+//! `null`), `chosen_by` (how the endpoint was chosen: `"--context ci"`, `"DOCKER_HOST"`,
+//! `"DOCKER_CONTEXT=ci"`, `"context ci from ~/.docker/config.json"`, `"default socket"`, ...),
+//! `locality` (`"local"`, `"this-host"`: tcp:// or ssh:// to this host, `"remote"`: another
+//! host, which other commands refuse), `remote` (bool), `rootless` (bool), `loopback_mode`
+//! (string) — each `null` where not known —, `image_present` (bool, `null` when the engine
+//! does not answer), `problems` (array of `{"problem", "hint"}`).
 //!
 //! `logs` prints one `{"line": "..."}` object per line (JSON Lines).
 //!
