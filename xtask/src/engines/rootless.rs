@@ -51,22 +51,20 @@ impl TestUser {
     /// `runuser -u USER -- env HOME=.. XDG_RUNTIME_DIR=.. <program>`: a command as the user,
     /// with the environment a login would give (and nothing of root's engine variables).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        self.command_env(program, &[])
+    }
+
+    /// [`TestUser::command`] with more `KEY=VALUE` variables.
+    pub fn command_env(&self, program: impl AsRef<std::ffi::OsStr>, vars: &[&str]) -> Command {
         let mut cmd = Command::new("runuser");
-        cmd.args([
-            "-u",
-            USER,
-            "--",
-            "env",
-            "-u",
-            "CONTAINER_HOST",
-            "-u",
-            "DOCKER_HOST",
-        ])
-        .arg(format!("HOME={}", self.home.display()))
-        .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
-        .arg(format!("USER={USER}"))
-        .arg(format!("LOGNAME={USER}"))
-        .arg(program);
+        cmd.args(["-u", USER, "--", "env"])
+            .args(["-u", "CONTAINER_HOST", "-u", "DOCKER_HOST"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!("XDG_RUNTIME_DIR={}", self.runtime_dir.display()))
+            .arg(format!("USER={USER}"))
+            .arg(format!("LOGNAME={USER}"))
+            .args(vars)
+            .arg(program);
         cmd
     }
 }
@@ -293,6 +291,189 @@ pub fn load_image(user: &TestUser) -> Result<(), String> {
             archive.display()
         ))
     }
+}
+
+/// Conformance cases that create no container: the ones a rootless service on a cgroup v1 host
+/// can pass (every container of the suite asks for memory and pids limits, which such a
+/// service cannot apply; the adapter refuses them, and `rootless.rs` checks that refusal).
+const V1_CONFORMANCE: &[&str] = &[
+    "network_create_is_exclusive_and_remove_idempotent",
+    "overlapping_subnet_is_subnet_conflict",
+    "missing_objects",
+    "image_lookup",
+    "failed_create_is_not_found_and_leaves_nothing",
+];
+
+/// One prebuilt test binary run as the user: package, test target, and the libtest filter
+/// arguments (empty: every test).
+struct Suite {
+    package: &'static str,
+    target: &'static str,
+    filter: Vec<&'static str>,
+    /// With `--exact` names: how many tests must have run.
+    exact: Option<usize>,
+}
+
+/// `cargo xtask ci`'s rootless stage (as root, after the tests stage built everything): the
+/// Podman suites and the CLI's Podman end-to-end tests once more, as [`USER`] against its
+/// rootless service, from the same test binaries (no second build). On a cgroup v1 host, where
+/// a rootless service cannot apply resource limits, only what creates no limited container runs
+/// (and says so); `BOTTLE_ROOTLESS_FULL=1` runs everything anyway.
+pub fn ci() -> Result<(), String> {
+    let user = ensure()?;
+    let full = Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        || std::env::var("BOTTLE_ROOTLESS_FULL").is_ok_and(|v| v == "1");
+    // The Podman tests write a small image archive under CARGO_TARGET_TMPDIR.
+    let tmp = root().join("target").join("tmp");
+    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
+        .map_err(|e| format!("cannot chmod 1777 {}: {e}", tmp.display()))?;
+    let suites = if full {
+        vec![
+            Suite {
+                package: "bottle-podman",
+                target: "rootless",
+                filter: vec![],
+                exact: None,
+            },
+            Suite {
+                package: "bottle-podman",
+                target: "conformance",
+                filter: vec![],
+                exact: None,
+            },
+            Suite {
+                package: "bottle-cli",
+                target: "engines",
+                filter: vec!["podman"],
+                exact: None,
+            },
+            Suite {
+                package: "bottle-cli",
+                target: "bad_input",
+                filter: vec!["podman"],
+                exact: None,
+            },
+        ]
+    } else {
+        eprintln!(
+            "rootless: this host has cgroup v1, where rootless Podman cannot apply memory and pids limits and the adapter refuses such containers (checked by bottle-podman's rootless tests): the suite's cases that create containers and the CLI's up/down cycle are not run rootless here (BOTTLE_ROOTLESS_FULL=1 runs them and shows the refusal)"
+        );
+        let mut conformance = V1_CONFORMANCE.to_vec();
+        conformance.push("--exact");
+        vec![
+            Suite {
+                package: "bottle-podman",
+                target: "rootless",
+                filter: vec![],
+                exact: None,
+            },
+            Suite {
+                package: "bottle-podman",
+                target: "conformance",
+                filter: conformance,
+                exact: Some(V1_CONFORMANCE.len()),
+            },
+            Suite {
+                package: "bottle-cli",
+                target: "engines",
+                filter: vec!["podman_bad_input_exits_2_and_creates_nothing", "--exact"],
+                exact: Some(1),
+            },
+            Suite {
+                package: "bottle-cli",
+                target: "bad_input",
+                filter: vec!["podman"],
+                exact: None,
+            },
+        ]
+    };
+    let binaries = test_binaries(&suites)?;
+    for (suite, binary) in suites.iter().zip(&binaries) {
+        // CI=true: a missing engine fails the tests instead of skipping them.
+        let mut cmd = user.command_env(binary, &["CI=true"]);
+        cmd.arg("--test-threads=4")
+            .args(&suite.filter)
+            .current_dir(root().join("crates").join(suite.package))
+            .stdin(Stdio::null());
+        eprintln!("$ {}", show(&cmd));
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", show(&cmd)))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        print!("{stdout}");
+        if !out.status.success() {
+            return Err(format!(
+                "{} {} as {USER} failed ({})",
+                suite.package, suite.target, out.status
+            ));
+        }
+        let passed = stdout
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("test result: ok. ")?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum::<usize>();
+        let enough = suite.exact.map_or(passed > 0, |n| passed == n);
+        if !enough {
+            return Err(format!(
+                "{} {} as {USER}: {passed} tests passed, expected {}: a test was renamed?",
+                suite.package,
+                suite.target,
+                suite.exact.map_or("at least one".into(), |n| n.to_string())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The executables of the suites' test targets, as the tests stage built them (the same cargo
+/// arguments, so nothing is rebuilt), in the suites' order.
+fn test_binaries(suites: &[Suite]) -> Result<Vec<PathBuf>, String> {
+    let mut cmd = crate::util::cargo();
+    cmd.args([
+        "test",
+        "--workspace",
+        "--all-features",
+        "--no-run",
+        "--message-format=json",
+    ])
+    .current_dir(root())
+    .stderr(Stdio::inherit());
+    for s in suites {
+        cmd.args(["--test", s.target]);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", show(&cmd)))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({})", show(&cmd), out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    suites
+        .iter()
+        .map(|s| {
+            text.lines()
+                .filter(|l| l.contains(&format!("/crates/{}#", s.package)))
+                .filter(|l| l.contains(&format!("\"name\":\"{}\"", s.target)))
+                .find_map(|l| {
+                    let from = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+                    let len = l[from..].find('"')?;
+                    Some(PathBuf::from(&l[from..from + len]))
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "no test binary {} of {} in cargo's output",
+                        s.target, s.package
+                    )
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
