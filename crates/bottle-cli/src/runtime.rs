@@ -37,7 +37,8 @@ pub struct Reach {
     /// `"local"` (a socket of this host), `"this-host"` (tcp:// or ssh:// to this host),
     /// `"remote"` (another host).
     pub locality: &'static str,
-    /// Whether the engine runs rootless; asked of the engine only for `doctor`.
+    /// Whether the engine runs rootless (Docker: asked of the engine, only for `doctor`; Podman:
+    /// seen from its socket's owner); `None` where unknown.
     pub rootless: Option<bool>,
 }
 
@@ -157,12 +158,47 @@ async fn docker(_purpose: Purpose<'_>) -> Option<Adapter> {
 
 #[cfg(feature = "podman")]
 async fn podman() -> Option<Adapter> {
-    Some(
-        bottle_podman::PodmanRuntime::connect()
-            .await
-            .map(|rt| (Arc::new(rt) as Arc<dyn ContainerRuntime>, None))
-            .map_err(|e| Unusable::Failed(e.into(), None)),
-    )
+    let reach = |d: &bottle_podman::PodmanEndpoint| Reach {
+        endpoint: d.uri.clone(),
+        chosen_by: d.source.clone(),
+        locality: podman_locality(&d.uri),
+        rootless: d.rootless,
+    };
+    Some(match bottle_podman::PodmanRuntime::connect().await {
+        Ok(rt) => {
+            let found = reach(rt.discovered());
+            Ok((Arc::new(rt) as Arc<dyn ContainerRuntime>, Some(found)))
+        }
+        // What discovery would pick, without contacting anything, so doctor can say why.
+        Err(e) => Err(Unusable::Failed(
+            e.into(),
+            bottle_podman::discover().ok().map(|d| reach(&d)),
+        )),
+    })
+}
+
+/// A Podman service's locality from its URL: a unix socket is local; `tcp://` is this host
+/// when its address is loopback.
+#[cfg(feature = "podman")]
+fn podman_locality(uri: &str) -> &'static str {
+    let Some(rest) = uri.strip_prefix("tcp://") else {
+        return "local";
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let here = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if here {
+        "this-host"
+    } else {
+        "remote"
+    }
 }
 
 #[cfg(not(feature = "podman"))]

@@ -86,6 +86,7 @@ impl Store {
             .env_remove("BOTTLE_RUNTIME")
             .env_remove("BOTTLE_PREFIX")
             .env_remove("BOTTLE_SSH_CONFIG")
+            .env_remove("BOTTLE_LOOPBACK_MODE")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         for (k, v) in env {
@@ -449,7 +450,9 @@ fn remote_engine_is_refused() {
     let store = Store::new("remote");
     // `docker context create` only writes files: no engine is contacted.
     store.docker_context(&["create", "far", "--docker", "host=ssh://deploy@203.0.113.7"]);
-    let cases: [(&[&str], &[(&str, &str)]); 3] = [
+    // (global flags, environment)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case<'_>; 3] = [
         (&["--context", "far"], &[]),
         (&[], &[("DOCKER_HOST", "tcp://203.0.113.7:2375")]),
         (&["--runtime", "docker"], &[("DOCKER_CONTEXT", "far")]),
@@ -469,4 +472,44 @@ fn remote_engine_is_refused() {
     let run = store.bottle(&["--runtime", "podman", "--context", "far", "ps"], &[]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("does not apply"), "{run:?}");
+}
+
+/// `doctor` reports each engine's loopback mode: per bottle where the pool's addresses exist
+/// (every Linux host), shared when forced, with the warning as a problem; an invalid setting
+/// is a problem too, not a crash.
+#[test]
+fn doctor_reports_the_loopback_mode() {
+    if !ready(&[]) {
+        return;
+    }
+    let store = Store::new("doctor");
+    let docker_entry = |env: &[(&str, &str)]| -> Value {
+        let run = store.bottle(&["--runtime", "docker", "doctor", "--output", "json"], env);
+        let report = run.json();
+        report["engines"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["engine"] == "docker"))
+            .unwrap_or_else(|| panic!("doctor lists docker: {report}"))
+            .clone()
+    };
+    let entry = docker_entry(&[]);
+    assert_eq!(entry["loopback_mode"], "per-bottle", "{entry}");
+    assert_eq!(entry["chosen_by"], "default socket", "{entry}");
+    assert_eq!(entry["locality"], "local", "{entry}");
+    let entry = docker_entry(&[("BOTTLE_LOOPBACK_MODE", "shared")]);
+    assert_eq!(entry["loopback_mode"], "shared", "{entry}");
+    assert!(
+        entry["problems"]
+            .to_string()
+            .contains("share one loopback address"),
+        "{entry}"
+    );
+    let entry = docker_entry(&[("BOTTLE_LOOPBACK_MODE", "sideways")]);
+    assert_eq!(entry["loopback_mode"], Value::Null, "{entry}");
+    assert!(
+        entry["problems"]
+            .to_string()
+            .contains("BOTTLE_LOOPBACK_MODE"),
+        "{entry}"
+    );
 }

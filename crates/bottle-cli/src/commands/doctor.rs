@@ -31,8 +31,12 @@ struct Report {
     remote: Option<bool>,
     /// Whether the engine runs rootless; `null` where unknown.
     rootless: Option<bool>,
-    /// How bottles are published on loopback; `null` where unknown.
-    loopback_mode: Option<String>,
+    /// How bottles are published on this host's loopback: `"per-bottle"` or `"shared"` (the
+    /// pool's addresses do not exist here; see `bottle_core::loopback`); `null` when the
+    /// setting is invalid (a problem says so).
+    loopback_mode: Option<&'static str>,
+    /// Why that mode: what was tested, or who said so.
+    loopback_reason: Option<String>,
     /// Whether the reference image is present; `null` when the engine does not answer.
     image_present: Option<bool>,
     problems: Vec<Problem>,
@@ -67,9 +71,30 @@ async fn check(engine: Engine, context: Option<&str>) -> Report {
         remote: None,
         rootless: None,
         loopback_mode: None,
+        loopback_reason: None,
         image_present: None,
         problems: Vec::new(),
     };
+    // A property of this host, the same for every engine whose ports are on its loopback.
+    match bottle_core::loopback::detect(&bottle_core::Pools::default().loopback) {
+        Ok(detected) => {
+            report.loopback_mode = Some(detected.mode.as_str());
+            if let Some(warning) = detected.warning() {
+                report.problems.push(Problem {
+                    problem: format!("bottles would share one loopback address: {warning}"),
+                    hint: "alias the pool's addresses on the loopback interface, or accept the shared mode".into(),
+                });
+            }
+            report.loopback_reason = Some(detected.reason);
+        }
+        Err(e) => report.problems.push(Problem {
+            problem: e,
+            hint: format!(
+                "set {} to per-bottle, shared or auto, or unset it",
+                bottle_core::loopback::MODE_ENV
+            ),
+        }),
+    }
     let purpose = Purpose {
         context,
         refuse_remote: false,
@@ -195,6 +220,9 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                     _ => "",
                 };
                 s.push_str(&format!("  endpoint chosen by {how}{host}\n"));
+            }
+            if let (Some(mode), Some(why)) = (r.loopback_mode, &r.loopback_reason) {
+                s.push_str(&format!("  loopback: {mode} ({why})\n"));
             }
             if let Some(rootless) = r.rootless {
                 s.push_str(&format!(
