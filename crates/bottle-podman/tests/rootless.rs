@@ -217,3 +217,51 @@ async fn limits_take_effect_or_the_create_says_why_not() {
         assert_eq!(left.len(), 1, "{left:?}");
     }
 }
+
+/// The host read of taken subnets sees routes, and a network of this service has none before a
+/// container starts on it (netavark makes the bridge then; a rootless service makes it in the
+/// user's rootless network namespace, never on the host): planning must still avoid its subnet
+/// and its bottle's loopback address, from the engine's own listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_avoid_this_services_networks_that_the_host_cannot_see() {
+    let Some((runtime, rt, fx)) =
+        common::setup("plans_avoid_this_services_networks_that_the_host_cannot_see").await
+    else {
+        return;
+    };
+    let case = "unrouted";
+    remove(&rt, case).await;
+    let (mut net, _) = objects(case, 112, &fx.image, &[], Limits::default());
+    let taken_lo = Ipv4Addr::new(127, 80, 112, 9);
+    net.labels
+        .insert(bottle_core::labels::MANAGED.into(), "true".into());
+    net.labels
+        .insert(bottle_core::labels::LOOPBACK.into(), taken_lo.to_string());
+    rt.create_network(&net).await.expect("create network");
+    let routes = std::fs::read_to_string("/proc/net/route").expect("read /proc/net/route");
+    let hex = format!("{:08X}", u32::from_ne_bytes(net.subnet.network().octets()));
+    let routed = routes
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(hex.as_str()));
+
+    let lifecycle = fx.lifecycle(runtime, "unrouted");
+    let mut spec = bottle_core::BottleSpec::new("unrouted");
+    spec.subnet_pool = Some(net.subnet);
+    let subnet_refused = lifecycle.plan(&spec).await;
+    let mut spec = bottle_core::BottleSpec::new("unrouted");
+    spec.loopback = Some(bottle_core::LoopbackChoice::Pool(
+        "127.80.112.8/30".parse().expect("pool"),
+    ));
+    let lo_plan = lifecycle.plan(&spec).await;
+    remove(&rt, case).await;
+
+    assert!(
+        !routed,
+        "{} has a host route before any container",
+        net.subnet
+    );
+    let err = subnet_refused.expect_err("the only subnet of the pool is taken on the engine");
+    assert_eq!(err.kind(), bottle_core::ErrorKind::PoolExhausted, "{err}");
+    let lo_plan = lo_plan.expect("plan");
+    assert_ne!(lo_plan.loopback, taken_lo, "{lo_plan:?}");
+}
