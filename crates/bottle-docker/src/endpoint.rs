@@ -144,7 +144,7 @@ impl Endpoint {
         match &self.transport {
             Transport::Unix(_) => Locality::Local,
             Transport::Tcp { addr, .. } => host_locality(split_port(addr).0),
-            Transport::Ssh(d) => host_locality(&d.host),
+            Transport::Ssh(d) => host_locality(&ssh_hostname(d).unwrap_or_else(|| d.host.clone())),
         }
     }
 
@@ -152,6 +152,35 @@ impl Endpoint {
     pub fn is_remote_transport(&self) -> bool {
         !matches!(self.transport, Transport::Unix(_))
     }
+}
+
+/// The host `ssh` would connect to for `dest`, after the user's ssh config (`Host` aliases,
+/// `HostName`), as `ssh -G` prints it without connecting; `None` when ssh cannot say.
+fn ssh_hostname(dest: &SshDestination) -> Option<String> {
+    let config = std::env::var_os(crate::tunnel::SSH_CONFIG_VAR).filter(|c| !c.is_empty());
+    ssh_hostname_with(dest, config.as_deref())
+}
+
+fn ssh_hostname_with(dest: &SshDestination, config: Option<&std::ffi::OsStr>) -> Option<String> {
+    let mut ssh = std::process::Command::new("ssh");
+    ssh.arg("-G");
+    if let Some(config) = config {
+        ssh.arg("-F").arg(config);
+    }
+    if let Some(port) = dest.port {
+        ssh.args(["-p", &port.to_string()]);
+    }
+    ssh.args(["--", &dest.host]);
+    let out = ssh
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("hostname "))
+        .map(|h| h.trim().to_string())
 }
 
 fn host_locality(host: &str) -> Locality {
@@ -909,6 +938,40 @@ mod tests {
         assert_eq!(at("tcp://203.0.113.7:2376").locality(), Locality::Remote);
         assert_eq!(at("ssh://me@203.0.113.7").locality(), Locality::Remote);
         assert!(!at("unix:///x.sock").is_remote_transport());
+
+        // An ssh alias is judged by the host ssh would connect to. That needs ssh's client,
+        // which CI installs (`cargo xtask engines`); elsewhere its absence skips this part.
+        let has_ssh = std::process::Command::new("ssh")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_ssh && std::env::var("CI").as_deref() != Ok("true") {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("skipping the ssh alias part: no ssh client");
+            }
+            return;
+        }
+        let dir = TempDir::new("ssh");
+        let config = dir.0.join("ssh_config");
+        std::fs::write(
+            &config,
+            "Host builder\n  HostName 127.0.0.1\nHost far\n  HostName 203.0.113.7\n",
+        )
+        .unwrap();
+        let dest = |host: &str| SshDestination {
+            user: None,
+            host: host.into(),
+            port: None,
+        };
+        let named = |host: &str| ssh_hostname_with(&dest(host), Some(config.as_os_str()));
+        assert_eq!(named("builder").as_deref(), Some("127.0.0.1"));
+        assert_eq!(named("far").as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            host_locality(&named("builder").unwrap()),
+            Locality::ThisHost
+        );
+        assert_eq!(host_locality(&named("far").unwrap()), Locality::Remote);
         assert!(at("ssh://h").is_remote_transport());
     }
 }
