@@ -3,9 +3,10 @@
 //! cargo feature; this is the one module that names the adapter crates.
 //!
 //! Docker's endpoint is found as the `docker` CLI finds it (`bottle_docker::endpoint`), and a
-//! Docker engine on another host is refused before it is contacted: a bottle's ports are
-//! published on the loopback of the engine's host, and this host can neither probe them nor
-//! hand an agent here an address on them (`docs/ARCHITECTURE.md`, "Remote engines").
+//! Docker engine on another host is refused before it is contacted (a Podman service on
+//! another host once connected, before anything is created): a bottle's ports are published
+//! on the loopback of the engine's host, and this host can neither probe them nor hand an
+//! agent here an address on them (`docs/ARCHITECTURE.md`, "Remote engines").
 
 use std::sync::Arc;
 
@@ -80,10 +81,10 @@ impl Unusable {
 fn remote(reach: &Reach) -> Failure {
     Failure::input(
         format!(
-            "the docker engine at {} ({}) runs on another host: a bottle's ports are published on the loopback of the engine's host, which this host can neither check nor hand to an agent here (its allowlist is one loopback address)",
+            "the engine at {} ({}) runs on another host: a bottle's ports are published on the loopback of the engine's host, which this host can neither check nor hand to an agent here (its allowlist is one loopback address)",
             reach.endpoint, reach.chosen_by
         ),
-        "run bottle and the agent on the engine's host (over ssh, say), or choose an engine on this host: `--context default`, or unset DOCKER_HOST and DOCKER_CONTEXT",
+        "run bottle and the agent on the engine's host (over ssh, say), or choose an engine on this host (Docker: `--context default`, or unset DOCKER_HOST and DOCKER_CONTEXT; Podman: unset CONTAINER_HOST)",
     )
 }
 
@@ -211,6 +212,13 @@ pub async fn connect(engine: Engine, purpose: Purpose<'_>) -> Result<Connected, 
     let (runtime, reach) = connect_adapter(engine, purpose)
         .await
         .ok_or(Unusable::NotBuilt(engine))??;
+    // Docker's adapter refuses another host before contacting it; Podman's discovery only
+    // says where it connected, so it is refused here, having created nothing.
+    if let Some(r) = reach.as_ref().filter(|r| r.locality == "remote") {
+        if purpose.refuse_remote {
+            return Err(Unusable::Remote(r.clone()));
+        }
+    }
     let info = match runtime.info().await {
         Ok(info) => info,
         Err(e) => return Err(Unusable::Failed(e.into(), reach)),
