@@ -64,7 +64,7 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 impl DockerRuntime {
     /// Connects to the engine the `docker` CLI would use without `--context`: `DOCKER_HOST`,
     /// `DOCKER_CONTEXT`, the CLI config's current context, else [`DEFAULT_HOST`] (see
-    /// [`endpoint`](crate::endpoint)).
+    /// [`endpoint`]).
     pub async fn connect() -> Result<Self> {
         Self::connect_context(None).await
     }
