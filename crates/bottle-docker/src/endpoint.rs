@@ -45,7 +45,13 @@ pub struct Sources {
     pub config_dir: PathBuf,
     /// `HOME`, to show paths under it as `~/...`.
     pub home: Option<PathBuf>,
+    /// [`SSH_CONFIG_VAR`]: an ssh configuration file for `ssh://` engines.
+    pub ssh_config: Option<PathBuf>,
 }
+
+/// The variable naming an ssh configuration file to use instead of `~/.ssh/config` (passed to
+/// `ssh` as `-F`).
+pub const SSH_CONFIG_VAR: &str = "BOTTLE_SSH_CONFIG";
 
 impl Sources {
     /// The process environment, with `context_flag` from the command line.
@@ -65,6 +71,7 @@ impl Sources {
             cert_path: var("DOCKER_CERT_PATH").map(PathBuf::from),
             config_dir,
             home,
+            ssh_config: var(SSH_CONFIG_VAR).map(PathBuf::from),
         }
     }
 
@@ -107,12 +114,13 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// `ssh://[user@]host[:port]`.
+/// `ssh://[user@]host[:port]`, and the ssh configuration file to use, if not the user's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshDestination {
     pub user: Option<String>,
     pub host: String,
     pub port: Option<u16>,
+    pub config: Option<PathBuf>,
 }
 
 /// Whose loopback a bottle's published ports are on, seen from this host.
@@ -157,14 +165,9 @@ impl Endpoint {
 /// The host `ssh` would connect to for `dest`, after the user's ssh config (`Host` aliases,
 /// `HostName`), as `ssh -G` prints it without connecting; `None` when ssh cannot say.
 fn ssh_hostname(dest: &SshDestination) -> Option<String> {
-    let config = std::env::var_os(crate::tunnel::SSH_CONFIG_VAR).filter(|c| !c.is_empty());
-    ssh_hostname_with(dest, config.as_deref())
-}
-
-fn ssh_hostname_with(dest: &SshDestination, config: Option<&std::ffi::OsStr>) -> Option<String> {
     let mut ssh = std::process::Command::new("ssh");
     ssh.arg("-G");
-    if let Some(config) = config {
+    if let Some(config) = &dest.config {
         ssh.arg("-F").arg(config);
     }
     if let Some(port) = dest.port {
@@ -327,13 +330,15 @@ fn named_context(sources: &Sources, name: &str, how: String) -> Result<Endpoint,
     } else {
         None
     };
-    let transport = parse_host(&docker.host, tls).map_err(|problem| {
-        error(
-            &how,
-            format!("context {name:?} has host {:?}: {problem}", docker.host),
-            "recreate the context with a unix://, tcp:// or ssh:// host",
-        )
-    })?;
+    let transport = parse_host(&docker.host, tls)
+        .map_err(|problem| {
+            error(
+                &how,
+                format!("context {name:?} has host {:?}: {problem}", docker.host),
+                "recreate the context with a unix://, tcp:// or ssh:// host",
+            )
+        })
+        .map(|t| with_ssh_config(t, sources))?;
     Ok(Endpoint {
         host: docker.host,
         transport,
@@ -375,18 +380,31 @@ fn default_context(sources: &Sources, how: Option<String>) -> Result<Endpoint, E
     } else {
         None
     };
-    let transport = parse_host(&host, tls).map_err(|problem| {
-        error(
-            "DOCKER_HOST",
-            format!("{host:?}: {problem}"),
-            "set DOCKER_HOST to a unix://, tcp:// or ssh:// address, or unset it",
-        )
-    })?;
+    let transport = parse_host(&host, tls)
+        .map_err(|problem| {
+            error(
+                "DOCKER_HOST",
+                format!("{host:?}: {problem}"),
+                "set DOCKER_HOST to a unix://, tcp:// or ssh:// address, or unset it",
+            )
+        })
+        .map(|t| with_ssh_config(t, sources))?;
     Ok(Endpoint {
         host,
         transport,
         chosen_by,
     })
+}
+
+/// `transport` with the ssh configuration of `sources` when it goes through ssh.
+fn with_ssh_config(transport: Transport, sources: &Sources) -> Transport {
+    match transport {
+        Transport::Ssh(dest) => Transport::Ssh(SshDestination {
+            config: sources.ssh_config.clone(),
+            ..dest
+        }),
+        other => other,
+    }
 }
 
 /// The directory name of a context in the store: the hex SHA-256 of its name.
@@ -510,6 +528,7 @@ pub fn parse_host(host: &str, tls: Option<TlsFiles>) -> Result<Transport, String
             user,
             host: h.trim_start_matches('[').trim_end_matches(']').to_string(),
             port,
+            config: None,
         }));
     }
     Err("only unix://, tcp:// and ssh:// addresses are supported".into())
@@ -736,12 +755,14 @@ mod tests {
             }
         );
         s.context_flag = Some("remote".into());
+        s.ssh_config = Some("/srv/ssh/config".into());
         assert_eq!(
             discover(&s).unwrap().transport,
             Transport::Ssh(SshDestination {
                 user: Some("deploy".into()),
                 host: "build.example".into(),
                 port: Some(2222),
+                config: Some("/srv/ssh/config".into()),
             })
         );
         s.context_flag = Some("sock".into());
@@ -883,6 +904,7 @@ mod tests {
                     user: None,
                     host: "host".into(),
                     port: None,
+                    config: None,
                 }),
             ),
             (
@@ -891,6 +913,7 @@ mod tests {
                     user: Some("me".into()),
                     host: "::1".into(),
                     port: Some(22),
+                    config: None,
                 }),
             ),
         ];
@@ -963,8 +986,9 @@ mod tests {
             user: None,
             host: host.into(),
             port: None,
+            config: Some(config.clone()),
         };
-        let named = |host: &str| ssh_hostname_with(&dest(host), Some(config.as_os_str()));
+        let named = |host: &str| ssh_hostname(&dest(host));
         assert_eq!(named("builder").as_deref(), Some("127.0.0.1"));
         assert_eq!(named("far").as_deref(), Some("203.0.113.7"));
         assert_eq!(

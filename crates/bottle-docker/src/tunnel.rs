@@ -4,7 +4,8 @@
 //!
 //! bollard's own `ssh` transport starts an ssh master per connection and cannot take ssh
 //! options; one forwarding `ssh` per runtime is cheaper and uses the system's ssh with the
-//! user's keys, agent and `~/.ssh/config` (or `BOTTLE_SSH_CONFIG`, passed as `ssh -F`).
+//! user's keys, agent and `~/.ssh/config` (or the destination's own config file, from
+//! `BOTTLE_SSH_CONFIG`, passed as `ssh -F`).
 //!
 //! The tunnel must not outlive this process, even one that is killed: `ssh` runs under a small
 //! `sh` whose standard input is a pipe from here. When the runtime drops the tunnel, or this
@@ -22,9 +23,6 @@ use crate::endpoint::{SshDestination, REMOTE_SOCKET};
 
 /// How long `ssh` gets to log in and set up the forward.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The variable naming an ssh configuration file to use instead of `~/.ssh/config`.
-pub const SSH_CONFIG_VAR: &str = "BOTTLE_SSH_CONFIG";
 
 /// Runs `ssh "$@"` in the background and, when standard input closes, stops it and removes
 /// the private directory (which a killed process could not). The reader is a background job,
@@ -71,7 +69,7 @@ impl Tunnel {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        if let Some(config) = std::env::var_os(SSH_CONFIG_VAR).filter(|c| !c.is_empty()) {
+        if let Some(config) = &dest.config {
             args.push("-F".into());
             args.push(config.to_string_lossy().into_owned());
         }
