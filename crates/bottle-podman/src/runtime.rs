@@ -197,6 +197,28 @@ impl PodmanRuntime {
         self.discovered.rootless
     }
 
+    /// Whether the service applies a container's memory and pids limits: not a rootless service
+    /// on a cgroup v1 host, which drops them (bottle then refuses the bundle; see the crate
+    /// docs). Asks the engine (libpod's `info`, about half a second here), so it is for
+    /// `bottle doctor`, not for every command.
+    pub async fn applies_limits(&self) -> Result<bool> {
+        self.bounded("info", async {
+            let info = self.podman.info().await.map_err(|e| {
+                RuntimeError::engine(ENGINE, "reading host information", self.endpoint.clone(), e)
+            })?;
+            let host = info.host.as_ref();
+            let rootless = host
+                .and_then(|h| h.security.as_ref())
+                .and_then(|s| s.rootless)
+                .unwrap_or(false);
+            let v1 = host
+                .and_then(|h| h.cgroup_version.as_deref())
+                .is_some_and(|v| v == "v1");
+            Ok(!(rootless && v1))
+        })
+        .await
+    }
+
     /// The podman-api client, for what the trait does not cover (tests read hardening
     /// settings from libpod's full inspect answer with it).
     pub fn client(&self) -> &Podman {
