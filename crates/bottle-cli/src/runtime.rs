@@ -50,6 +50,7 @@ pub enum Unusable {
     NotBuilt(Engine),
     /// The endpoint settings (context, `DOCKER_HOST`, the CLI's files) are wrong; nothing was
     /// contacted.
+    #[cfg_attr(not(feature = "docker"), allow(dead_code))] // Only Docker's discovery says so.
     Endpoint {
         /// Where the bad value came from.
         source: String,
@@ -100,6 +101,7 @@ fn not_built(engine: Engine) -> Failure {
 
 /// What a connection is for.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "docker"), allow(dead_code))] // Context and facts are Docker's.
 pub struct Purpose<'a> {
     /// `--context NAME`.
     pub context: Option<&'a str>,
