@@ -11,6 +11,10 @@ use crate::util::{cargo, run as sh};
 /// README's adapter guide built as a crate outside the workspace.
 pub fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--no-engines");
+    if args.iter().any(|a| a == "--rootless-only") {
+        // The rootless stage alone, over the test binaries an earlier `cargo test` built.
+        return stage("rootless podman", crate::engines::rootless::ci);
+    }
     let started = Instant::now();
     stage("format", || sh(cargo().args(["fmt", "--all", "--check"])))?;
     stage("tidy", || crate::tidy::run(&[]))?;
@@ -40,6 +44,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         sh(&mut test)
     })?;
+    if !quick && crate::engines::rootless::user().is_some() {
+        // The Podman suites once more as a user against its rootless service (see
+        // `engines::rootless::ci`).
+        stage("rootless podman", crate::engines::rootless::ci)?;
+    }
     stage("adapter guide", || crate::guide::run_guide(&[]))?;
     println!("xtask ci: all stages passed in {:.0?}", started.elapsed());
     Ok(())

@@ -49,7 +49,9 @@ Examples:
   bottle doctor                             which engines answer, and what to fix
 
 Exit codes: 0 ok, 1 failure, 2 bad input (nothing was touched), 3 no engine answered.
-Engines: DOCKER_HOST and CONTAINER_HOST are honoured.";
+Engines: Docker is found as the docker CLI finds it (--context, DOCKER_HOST, DOCKER_CONTEXT, the
+current context of ~/.docker/config.json, the default socket; tcp:// with TLS and ssh:// too);
+CONTAINER_HOST is honoured for Podman. A Docker engine on another host is refused.";
 
 #[derive(Debug, Parser)]
 #[command(name = "bottle", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -66,6 +68,11 @@ pub struct Global {
     /// The engine to use [default: the first that answers, Docker then Podman]
     #[arg(long, global = true, env = "BOTTLE_RUNTIME", value_enum)]
     pub runtime: Option<Engine>,
+
+    /// The Docker context to use (as `docker --context`; implies --runtime docker) [default:
+    /// DOCKER_HOST, else DOCKER_CONTEXT, else the docker CLI's current context]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
 
     /// Output format
     #[arg(long, short = 'o', global = true, value_enum, default_value_t)]

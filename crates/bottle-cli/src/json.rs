@@ -323,6 +323,22 @@ pub struct EngineReport {
     pub api_version: Option<String>,
     /// The socket or URL the adapter used (or tried).
     pub endpoint: Option<String>,
+    /// How the endpoint was chosen (`--context ci`, `DOCKER_HOST`, `default socket`, ...);
+    /// `null` where the adapter does not say.
+    pub chosen_by: Option<String>,
+    /// `"local"` (a socket of this host), `"this-host"` (tcp:// or ssh:// to an address of this
+    /// host), `"remote"` (another host: refused by every other command); `null` where unknown.
+    pub locality: Option<String>,
+    /// Whether the engine is on another host; `null` where unknown.
+    pub remote: Option<bool>,
+    /// Whether the engine runs rootless; `null` where unknown.
+    pub rootless: Option<bool>,
+    /// How bottles are published on this host's loopback: `"per-bottle"` or `"shared"` (the
+    /// pool's addresses do not exist here; see `bottle_core::loopback`); `null` when the
+    /// setting is invalid (a problem says so).
+    pub loopback_mode: Option<String>,
+    /// Why that mode: what was tested, or who said so.
+    pub loopback_reason: Option<String>,
     /// Whether the reference image is present; `null` when the engine does not answer.
     pub image_present: Option<bool>,
     pub problems: Vec<Problem>,

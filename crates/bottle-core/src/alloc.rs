@@ -16,6 +16,13 @@
 //! and listening sockets, for bottles of other engines) second: a reservation is dropped only
 //! after its network exists and its ports are published, so one of them always shows what a
 //! launch took.
+//!
+//! The lock file lives under the user's `$XDG_RUNTIME_DIR`, so launches of other users (root's
+//! Docker bottles next to a user's rootless Podman ones) do not see each other's reservation
+//! files. A reservation therefore also holds a TCP listener on its loopback address (kernel-chosen
+//! port, nothing accepted): the host read of listening loopback addresses (`host.rs`) shows the
+//! address as taken to every launch on the host, whichever user or lock file, from the moment
+//! it is reserved until the bundle's own published ports take over.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
@@ -144,11 +151,13 @@ impl Planning {
             Some(dir) => Some(write_reservation(&dir, id, &pending)?),
             None => None,
         };
+        let marker = mark(pending.loopback);
         allocator.reserved().push((id, pending));
         Ok(Reservation {
             allocator: allocator.clone(),
             id,
             file,
+            _marker: marker,
         })
     }
 }
@@ -161,6 +170,20 @@ pub(crate) struct Reservation {
     id: u64,
     /// The reservation's file and the handle that keeps it locked.
     file: Option<(PathBuf, File)>,
+    /// A listener on the reserved loopback address, which other users' launches see.
+    _marker: Option<std::net::TcpListener>,
+}
+
+/// A listener on `loopback` (any port) that marks it as taken host-wide; `None` for the shared
+/// `127.0.0.1` (never allocated from a pool) or where it cannot be bound (best effort: the
+/// files still serialise launches of this user).
+fn mark(loopback: Ipv4Addr) -> Option<std::net::TcpListener> {
+    if loopback == Ipv4Addr::LOCALHOST || !loopback.is_loopback() {
+        return None;
+    }
+    std::net::TcpListener::bind((loopback, 0))
+        .map_err(|e| debug!(%loopback, error = %e, "cannot mark the reserved loopback address"))
+        .ok()
 }
 
 impl Drop for Reservation {
@@ -274,6 +297,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bottle-alloc-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("alloc.lock")
+    }
+
+    /// Launches with other lock files (other users) see a reserved loopback address in the host
+    /// read, for as long as the reservation lives.
+    #[tokio::test]
+    async fn a_reserved_address_is_seen_by_launches_with_other_lock_files() {
+        let mine = Allocator::new(Some(lock_path("marked-mine")));
+        let addr = Ipv4Addr::new(127, 91, 7, 9);
+        let mut p = pending(7);
+        p.loopback = addr;
+        let held = mine.lock().await.unwrap().reserve(p).unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(crate::host::taken().loopbacks.contains(&addr));
+        }
+        drop(held);
+        assert!(!crate::host::taken().loopbacks.contains(&addr));
+        // The shared address is never marked.
+        let mut p = pending(8);
+        p.loopback = Ipv4Addr::LOCALHOST;
+        let shared = mine.lock().await.unwrap().reserve(p).unwrap();
+        assert!(shared._marker.is_none());
     }
 
     #[tokio::test]

@@ -5,7 +5,16 @@
 //! the same pools would each see nothing of the other. Both engines leave traces on the host:
 //! a bridge's route once the network has an interface (Docker: at create; netavark: at the
 //! first container start), and a listening socket on the published address (Docker's proxy,
-//! Podman's conmon). Linux only; elsewhere nothing is read.
+//! Podman's conmon, rootless Podman's `rootlessport`). Linux only; elsewhere nothing is read.
+//!
+//! What this cannot see: a rootless Podman network lives in its user's rootless network
+//! namespace, so it never has a route here (and a rootful netavark network has none until its
+//! first container starts). A launch on that same engine sees such networks in the engine's
+//! listing, which the lifecycle reads anyway; a launch on another engine or by another user need
+//! not avoid their subnets (another namespace), only their published loopback addresses, which
+//! `rootlessport` binds in the host's namespace and `/proc/net/tcp` shows once the bundle has
+//! started. Before that, a launch's reservation is visible only to launches that share its
+//! allocation lock (the same `$XDG_RUNTIME_DIR`, so the same user).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;

@@ -8,6 +8,8 @@
 //! - [`adapter`]: what every adapter needs and no engine owns (log lines, label filters);
 //! - [`lifecycle`]: `up`, `down`, `list`, `endpoints` and `gc` over `Arc<dyn ContainerRuntime>`;
 //!   `alloc` (private) is its host-wide allocation lock and reservations;
+//! - [`loopback`]: whether this host has per-bottle loopback addresses, and the shared
+//!   `127.0.0.1` fallback where it does not (macOS engines);
 //! - [`memory`]: [`InMemoryRuntime`], a faithful engine in memory for tests;
 //! - [`intercept`]: any runtime with a hook around each engine operation (faults, timing);
 //! - [`git`]: git upstreams, which the bundle's git gate serves to the agent;
@@ -32,6 +34,7 @@ mod host;
 pub mod intercept;
 pub mod labels;
 pub mod lifecycle;
+pub mod loopback;
 pub mod memory;
 #[cfg(feature = "conformance")]
 pub mod mutants;
@@ -55,6 +58,7 @@ pub use intercept::{Call, Hook, Intercepted};
 pub use lifecycle::{
     BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Readiness, Step, Timeouts,
 };
+pub use loopback::LoopbackMode;
 pub use memory::InMemoryRuntime;
 pub use plan::{AgentEndpoints, BundlePlan, Pools};
 pub use runtime::{

@@ -501,6 +501,7 @@ fn an_empty_string_in_a_bottle_file_is_an_error_naming_its_field() {
         };
         assert_eq!(refused.field(), field, "{refused}");
     }
+}
 
 #[test]
 fn git_upstreams_reach_the_gate_as_json_and_their_tokens_as_secret_keys() {

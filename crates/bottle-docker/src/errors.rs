@@ -10,7 +10,8 @@ use bottle_core::ObjectKind;
 pub(crate) const ENGINE: &str = "docker";
 
 /// How to get an engine, for `EngineUnavailable`.
-pub(crate) const HINT: &str = "dockerd is not running there; DOCKER_HOST names another socket";
+pub(crate) const HINT: &str =
+    "dockerd is not running there; DOCKER_HOST, DOCKER_CONTEXT or --context names another engine";
 
 /// The HTTP status the engine answered with, when it answered.
 pub(crate) fn status(e: &BollardError) -> Option<u16> {

@@ -1,6 +1,7 @@
 //! [`DockerRuntime`]: the [`ContainerRuntime`] primitives as Docker Engine API calls.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -21,7 +22,9 @@ use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
 
 use crate::convert;
+use crate::endpoint::{self, Endpoint, Sources, Transport};
 use crate::errors::{self, ENGINE, HINT};
+use crate::tunnel::Tunnel;
 
 /// Where Docker listens when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -34,49 +37,97 @@ pub struct DockerRuntime {
     endpoint: String,
     /// The waits of removal (the connect and call bounds are in the client).
     timeouts: Timeouts,
+    /// Where the engine is and how that was chosen.
+    chosen: Endpoint,
+    /// The `ssh` forward of an `ssh://` engine, shared by clones; the last one closes it.
+    _tunnel: Option<Arc<Tunnel>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DockerRuntime")
             .field("endpoint", &self.endpoint)
+            .field("chosen_by", &self.chosen.chosen_by)
             .field("api_version", &self.docker.client_version().to_string())
             .finish()
     }
 }
 
 impl DockerRuntime {
-    /// Connects to the engine at `DOCKER_HOST` when set, else at [`DEFAULT_HOST`].
+    /// Connects to the engine the `docker` CLI would use without `--context`: `DOCKER_HOST`,
+    /// `DOCKER_CONTEXT`, the CLI config's current context, else [`DEFAULT_HOST`] (see
+    /// [`endpoint`]).
     pub async fn connect() -> Result<Self> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
-        Self::connect_to(&host).await
+        Self::connect_context(None).await
     }
 
-    /// Connects to the engine at `host` (`unix:///path` or `tcp://host:port`), agrees on an
-    /// API version both sides speak, and checks that the engine answers, within
-    /// [`Timeouts::engine_connect`]; every later call is bounded by [`Timeouts::engine_call`]
-    /// (the defaults; see [`DockerRuntime::with_timeouts`]).
-    pub async fn connect_to(host: &str) -> Result<Self> {
-        let timeouts = Timeouts::default();
-        if host.starts_with("tcp://") && std::env::var_os("DOCKER_TLS_VERIFY").is_some() {
-            return Err(errors::unavailable(
-                host,
-                "DOCKER_TLS_VERIFY is set but this build speaks plain HTTP only: reach the engine over its unix socket, or unset DOCKER_TLS_VERIFY for a plain tcp:// engine",
-                None,
-            ));
-        }
-        let docker = Docker::connect_with_host(host).map_err(|e| {
-            let hint = match e {
-                bollard::errors::Error::UnsupportedURISchemeError { .. } => {
-                    "set DOCKER_HOST to a unix:// or tcp:// address"
-                }
-                _ => HINT,
-            };
-            errors::unavailable(host, hint, Some(Box::new(e)))
+    /// Like [`connect`](Self::connect), with the context named by a `--context` flag first.
+    pub async fn connect_context(context: Option<&str>) -> Result<Self> {
+        let endpoint = endpoint::discover(&Sources::from_env(context)).map_err(|e| {
+            let (tried, hint) = (e.source.clone(), e.hint.clone());
+            errors::unavailable(&tried, &hint, Some(Box::new(e)))
         })?;
+        Self::connect_endpoint(endpoint).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///path`, `tcp://host:port` or
+    /// `ssh://user@host`), agrees on an API version both sides speak, and checks that the
+    /// engine answers. A `tcp://` address uses TLS when `DOCKER_TLS_VERIFY` is set, with the
+    /// files of `DOCKER_CERT_PATH`.
+    pub async fn connect_to(host: &str) -> Result<Self> {
+        let mut sources = Sources::from_env(None);
+        sources.docker_host = Some(host.to_string());
+        let endpoint = endpoint::discover(&sources).map_err(|e| {
+            let hint = match e.source.as_str() {
+                "DOCKER_HOST" => "use a unix://, tcp:// or ssh:// address".to_string(),
+                _ => e.hint.clone(),
+            };
+            errors::unavailable(host, &hint, Some(Box::new(e)))
+        })?;
+        Self::connect_endpoint(endpoint).await
+    }
+
+    /// Connects to `endpoint` (opening an ssh tunnel for `ssh://`), agrees on an API version
+    /// and checks that the engine answers.
+    pub async fn connect_endpoint(endpoint: Endpoint) -> Result<Self> {
+        let host = endpoint.host.clone();
+        let timeouts = Timeouts::default();
+        // Replaced by `with_timeouts` below; bollard keeps whole seconds.
+        let request_secs = timeouts.engine_call.as_secs().max(1);
+        let version = bollard::API_DEFAULT_VERSION;
+        let mut tunnel = None;
+        let docker = match &endpoint.transport {
+            Transport::Unix(path) => {
+                Docker::connect_with_unix(&path.to_string_lossy(), request_secs, version)
+            }
+            Transport::Tcp { addr, tls: None } => {
+                Docker::connect_with_http(addr, request_secs, version)
+            }
+            Transport::Tcp {
+                addr,
+                tls: Some(files),
+            } => Docker::connect_with_ssl(
+                addr,
+                &files.key,
+                &files.cert,
+                &files.ca,
+                request_secs,
+                version,
+            ),
+            Transport::Ssh(dest) => {
+                let opened = Tunnel::open(dest).await.map_err(|problem| {
+                    errors::unavailable(
+                        &host,
+                        &format!("{problem}; check that `ssh` reaches that host with a key and without a prompt, and that its user may use the engine's socket"),
+                        None,
+                    )
+                })?;
+                let socket = opened.socket().to_string_lossy().into_owned();
+                tunnel = Some(Arc::new(opened));
+                Docker::connect_with_unix(&socket, request_secs, version)
+            }
+        }
+        .map_err(|e| errors::unavailable(&host, HINT, Some(Box::new(e))))?;
         let connect = async {
             // bollard 0.21 defaults to API 1.53, which Docker 20.10 (1.41) rejects. In fact
             // bollard sends unversioned paths (its URL join drops the `/v1.xx` prefix), so the
@@ -86,16 +137,22 @@ impl DockerRuntime {
             docker.ping().await?;
             Ok::<_, bollard::errors::Error>(docker)
         };
+        let hint = match &endpoint.transport {
+            Transport::Tcp { tls: Some(_), .. } => "dockerd is not listening there, or the TLS handshake failed: check that the CA signed the engine's certificate for that address and that the engine accepts the client certificate",
+            _ => HINT,
+        };
         let docker = match tokio::time::timeout(timeouts.engine_connect, connect).await {
             Ok(Ok(docker)) => docker,
-            Ok(Err(e)) => return Err(errors::unavailable(host, HINT, Some(Box::new(e)))),
-            Err(elapsed) => return Err(errors::unavailable(host, HINT, Some(Box::new(elapsed)))),
+            Ok(Err(e)) => return Err(errors::unavailable(&host, hint, Some(Box::new(e)))),
+            Err(elapsed) => return Err(errors::unavailable(&host, hint, Some(Box::new(elapsed)))),
         };
-        debug!(endpoint = host, api = %docker.client_version(), "connected to docker");
+        debug!(endpoint = %host, chosen_by = %endpoint.chosen_by, api = %docker.client_version(), "connected to docker");
         Ok(DockerRuntime {
             docker,
-            endpoint: host.to_string(),
+            endpoint: host,
             timeouts,
+            chosen: endpoint,
+            _tunnel: tunnel,
         }
         .with_timeouts(timeouts))
     }
@@ -109,6 +166,24 @@ impl DockerRuntime {
             .with_timeout(timeouts.engine_call.max(Duration::from_secs(1)));
         self.timeouts = timeouts;
         self
+    }
+
+    /// Where the engine is and how it was chosen (`--context ci`, `DOCKER_HOST`, ...).
+    pub fn chosen(&self) -> &Endpoint {
+        &self.chosen
+    }
+
+    /// Whether the engine runs rootless, as its security options say (`name=rootless`).
+    pub async fn rootless(&self) -> Result<bool> {
+        let info =
+            self.docker.info().await.map_err(|e| {
+                errors::other(&self.endpoint, "reading the info of", "the engine", e)
+            })?;
+        Ok(info
+            .security_options
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.split(',').any(|kv| kv == "name=rootless")))
     }
 
     /// The bollard client, for what the trait does not cover (tests inspect settings with it).

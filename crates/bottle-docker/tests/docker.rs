@@ -692,9 +692,12 @@ async fn no_engine_is_engine_unavailable() {
         "keeps bollard's error"
     );
 
-    let err = DockerRuntime::connect_to("ssh://somewhere")
+    let err = DockerRuntime::connect_to("fd://somewhere")
         .await
         .expect_err("unsupported scheme");
     assert_eq!(err.kind(), ErrorKind::EngineUnavailable, "{err}");
-    assert!(err.to_string().contains("unix:// or tcp://"), "{err}");
+    assert!(
+        err.to_string().contains("unix://, tcp:// or ssh://"),
+        "{err}"
+    );
 }

@@ -3,11 +3,31 @@
 //!
 //! # Connecting
 //!
-//! [`PodmanRuntime::connect`] uses `CONTAINER_HOST` when it is set (`unix:///path` or
-//! `tcp://host:port`), else the rootful socket `/run/podman/podman.sock`, else the user's
-//! `$XDG_RUNTIME_DIR/podman/podman.sock`, and pings each. When none answers it returns
+//! [`PodmanRuntime::connect`] looks where Podman's own tools look: `CONTAINER_CONNECTION` (a
+//! connection by name), `CONTAINER_HOST` (`unix:///path` or `tcp://host:port`), the default
+//! connection of Podman's connection config (`podman-connections.json`, then `containers.conf`
+//! `[engine] active_service`), then the user's `$XDG_RUNTIME_DIR/podman/podman.sock`, then the
+//! rootful `/run/podman/podman.sock`, and pings each. When none answers it returns
 //! [`RuntimeError::EngineUnavailable`](bottle_core::RuntimeError::EngineUnavailable) naming
-//! every endpoint it tried.
+//! every endpoint it tried and why. [`discover`] says, without connecting, which endpoint
+//! comes first and why; [`PodmanRuntime::discovered`] says which one answered.
+//!
+//! # Rootless
+//!
+//! A rootless service (its socket is the user's, not root's) is driven like the rootful one,
+//! with three differences the adapter reports truthfully:
+//!
+//! - **Port forwarding**: it publishes through `rootlessport`, a user-space forwarder that
+//!   listens on the host address and accepts a connection before anything listens in the
+//!   container, so [`port_forwarding`](bottle_core::ContainerRuntime::port_forwarding) is
+//!   `Proxied` (the rootful service's kernel DNAT is `Direct`).
+//! - **Networks** live in the user's rootless network namespace: their routes are not in the
+//!   host's table, so the host read of taken subnets does not see them. The lifecycle lists the
+//!   engine's networks (and so this user's rootless ones) anyway; published loopback addresses
+//!   are bound on the host by `rootlessport` and are seen there.
+//! - **Resource limits**: on cgroup v1 Podman drops a rootless container's memory and pids
+//!   limits (with a warning); the adapter's inspect check then refuses the container and says
+//!   why. Rootless bottles need cgroup v2.
 //!
 //! Podman is daemonless, and the adapter could start `podman system service` on a private
 //! socket itself. It deliberately does not: a service started from a library outlives or dies
@@ -56,6 +76,7 @@ pub mod inspect;
 mod raw;
 mod runtime;
 
+pub use connect::{discover, PodmanEndpoint};
 pub use runtime::PodmanRuntime;
 
 /// The engine name in messages and [`EngineInfo`](bottle_core::runtime::EngineInfo).

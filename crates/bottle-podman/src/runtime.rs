@@ -21,7 +21,7 @@ use podman_api::opts::{
 use podman_api::{ApiVersion, Podman, LATEST_API_VERSION};
 use tracing::{debug, warn};
 
-use crate::connect::{self, Endpoint, HINT};
+use crate::connect::{self, Candidate, Endpoint, PodmanEndpoint, HINT};
 use crate::error::{engine_message, status, Call};
 use crate::inspect::{self, short_image_name};
 use crate::raw::RawClient;
@@ -40,6 +40,7 @@ pub struct PodmanRuntime {
     forwarding: PortForwarding,
     /// The bound of every call and the repeats of a create (core's, one place for them all).
     timeouts: Timeouts,
+    discovered: PodmanEndpoint,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -53,16 +54,21 @@ impl fmt::Debug for PodmanRuntime {
 }
 
 impl PodmanRuntime {
-    /// Connects to the first Podman API service that answers: `CONTAINER_HOST` when set, else
-    /// `/run/podman/podman.sock`, else `$XDG_RUNTIME_DIR/podman/podman.sock`.
+    /// Connects to the first Podman API service that answers, in the order Podman's own tools
+    /// look (see [`discover`](crate::discover)): `CONTAINER_CONNECTION`, `CONTAINER_HOST`, the
+    /// default connection of Podman's connection config, `$XDG_RUNTIME_DIR/podman/podman.sock`,
+    /// then `/run/podman/podman.sock`.
     pub async fn connect() -> Result<Self> {
-        let host = std::env::var("CONTAINER_HOST").ok();
-        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-        let candidates = connect::candidates(host.as_deref(), xdg.as_deref()).map_err(|msg| {
+        let env = connect::Env::current();
+        let candidates = connect::candidates(&env, &connect::RealFiles).map_err(|msg| {
             RuntimeError::EngineUnavailable {
                 engine: ENGINE.into(),
-                tried: host.clone().unwrap_or_default(),
-                hint: format!("{msg}: {HINT}"),
+                tried: env
+                    .container_host
+                    .clone()
+                    .or(env.container_connection.clone())
+                    .unwrap_or_else(|| "the Podman connection config".into()),
+                hint: msg,
                 source: None,
             }
         })?;
@@ -77,19 +83,23 @@ impl PodmanRuntime {
             hint: format!("{url} is not a unix:///path or tcp://host:port URL: {HINT}"),
             source: None,
         })?;
-        Self::connect_first(&[endpoint]).await
+        Self::connect_first(&[Candidate {
+            endpoint,
+            source: "given by the caller".into(),
+        }])
+        .await
     }
 
-    async fn connect_first(candidates: &[Endpoint]) -> Result<Self> {
+    async fn connect_first(candidates: &[Candidate]) -> Result<Self> {
         let mut last = None;
-        for endpoint in candidates {
-            match Self::try_endpoint(endpoint).await {
+        for candidate in candidates {
+            match Self::try_endpoint(candidate).await {
                 Ok(rt) => {
-                    debug!(endpoint = %rt.endpoint, version = %rt.version, "connected to podman");
+                    debug!(endpoint = %rt.endpoint, version = %rt.version, source = %candidate.source, "connected to podman");
                     return Ok(rt);
                 }
                 Err(e) => {
-                    debug!(endpoint = %endpoint.url(), error = %e, "podman endpoint does not answer");
+                    debug!(endpoint = %candidate.endpoint.url(), error = %e, "podman endpoint does not answer");
                     last = Some(e);
                 }
             }
@@ -98,7 +108,7 @@ impl PodmanRuntime {
             engine: ENGINE.into(),
             tried: candidates
                 .iter()
-                .map(Endpoint::url)
+                .map(|c| format!("{} ({})", c.endpoint.url(), c.source))
                 .collect::<Vec<_>>()
                 .join(", "),
             hint: HINT.into(),
@@ -106,7 +116,8 @@ impl PodmanRuntime {
         })
     }
 
-    async fn try_endpoint(endpoint: &Endpoint) -> std::result::Result<Self, podman_api::Error> {
+    async fn try_endpoint(candidate: &Candidate) -> std::result::Result<Self, podman_api::Error> {
+        let endpoint = &candidate.endpoint;
         let podman = endpoint.podman(LATEST_API_VERSION)?;
         let timeouts = Timeouts::default();
         let ping = tokio::time::timeout(timeouts.engine_ping, podman.ping())
@@ -136,6 +147,7 @@ impl PodmanRuntime {
             version,
             forwarding: endpoint.port_forwarding(),
             timeouts,
+            discovered: candidate.describe(),
         })
     }
 
@@ -178,6 +190,42 @@ impl PodmanRuntime {
     /// Where this runtime is connected (`unix:///run/podman/podman.sock`).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The endpoint this runtime connected to, how it was chosen, and whether its service runs
+    /// rootless (for `bottle doctor`).
+    pub fn discovered(&self) -> &PodmanEndpoint {
+        &self.discovered
+    }
+
+    /// Whether the service runs rootless (its socket is not root's); `None` when that cannot be
+    /// seen from here (a TCP endpoint). A rootless service lives in the user's namespaces: its
+    /// networks are in the rootless network namespace (no route on the host) and it publishes
+    /// ports through `rootlessport`, so [`ContainerRuntime::port_forwarding`] is `Proxied`.
+    pub fn rootless(&self) -> Option<bool> {
+        self.discovered.rootless
+    }
+
+    /// Whether the service applies a container's memory and pids limits: not a rootless service
+    /// on a cgroup v1 host, which drops them (bottle then refuses the bundle; see the crate
+    /// docs). Asks the engine (libpod's `info`, about half a second here), so it is for
+    /// `bottle doctor`, not for every command.
+    pub async fn applies_limits(&self) -> Result<bool> {
+        self.bounded("info", async {
+            let info = self.podman.info().await.map_err(|e| {
+                RuntimeError::engine(ENGINE, "reading host information", self.endpoint.clone(), e)
+            })?;
+            let host = info.host.as_ref();
+            let rootless = host
+                .and_then(|h| h.security.as_ref())
+                .and_then(|s| s.rootless)
+                .unwrap_or(false);
+            let v1 = host
+                .and_then(|h| h.cgroup_version.as_deref())
+                .is_some_and(|v| v == "v1");
+            Ok(!(rootless && v1))
+        })
+        .await
     }
 
     /// The podman-api client, for what the trait does not cover (tests read hardening
@@ -419,7 +467,9 @@ impl ContainerRuntime for PodmanRuntime {
             let call = self.call("creating", ObjectKind::Container, &spec.name);
             let body = create::body(spec).map_err(|e| call.engine(e))?;
             // The raw path: podman-api's `Containers::create` cannot send `no_new_privileges`.
-            if let Err(e) = self.raw.post_json("/libpod/containers/create", &body).await {
+            let created = match self.raw.post_json("/libpod/containers/create", &body).await {
+                Ok(answer) => answer,
+                Err(e) => {
                 // Podman 4.3 answers all three with HTTP 500; the message tells them apart.
                 let message = engine_message(&e).to_ascii_lowercase();
                 let code = status(&e);
@@ -442,7 +492,14 @@ impl ContainerRuntime for PodmanRuntime {
                 } else {
                     call.error(e)
                 });
-            }
+                }
+            };
+            // What Podman says it left out ("Resource limits are not supported and ignored on
+            // cgroups V1 rootless systems"), for the message when a setting is missing.
+            let warnings: Vec<&str> = created["Warnings"]
+                .as_array()
+                .map(|w| w.iter().filter_map(|w| w.as_str()).collect())
+                .unwrap_or_default();
             // Every hardening setting must show in inspect, or the container must not exist.
             let verified = match self.inspect_raw(&spec.name).await {
                 Ok(inspected) => {
@@ -450,14 +507,25 @@ impl ContainerRuntime for PodmanRuntime {
                     if missing.is_empty() {
                         return Ok(());
                     }
+                    let mut message = format!(
+                        "the engine ignored requested settings: {}; the container was removed",
+                        missing.join("; ")
+                    );
+                    if !warnings.is_empty() {
+                        message.push_str(&format!(" (Podman warned: {})", warnings.join("; ")));
+                    }
+                    if self.rootless() == Some(true) && missing.iter().any(|m| m.contains("limit")) {
+                        // Podman drops every resource limit of a rootless container on cgroup
+                        // v1, with no setting to change that.
+                        message.push_str(
+                            "; a rootless Podman service applies memory and pids limits only on cgroup v2: use a host with cgroup v2 (the unified hierarchy) or the rootful service",
+                        );
+                    }
                     Err(RuntimeError::Engine {
                         engine: ENGINE.into(),
                         operation: "creating".into(),
                         target: format!("container {}", spec.name),
-                        message: format!(
-                            "the engine ignored requested settings: {}; the container was removed",
-                            missing.join("; ")
-                        ),
+                        message,
                         source: None,
                     })
                 }

@@ -1,6 +1,12 @@
 //! Makes a Docker Engine reachable: uses one that answers, else installs Debian's `docker.io`
 //! (as root) and starts `dockerd` in the background with its log in `target/engines/`.
 //!
+//! The engine also listens with TLS on loopback ([`TLS_ADDR`], client certificates required),
+//! for the tests of `tcp://` contexts: xtask makes a CA, a server certificate for 127.0.0.1 and
+//! a client certificate with `openssl` in [`TLS_DIR`], and names them in `daemon.json`, so every
+//! start of a plain `dockerd` (this module's, or a test's that restarts the engine) has the
+//! listener. A running `dockerd` without it is restarted once.
+//!
 //! Whether an engine answers is checked with a raw `GET /_ping` over the socket (or TCP), so
 //! this works before any Docker client or `curl` is installed.
 
@@ -20,6 +26,13 @@ const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 const PID_FILE: &str = "/var/run/docker.pid";
 /// How long a freshly started `dockerd` gets to answer; it takes a few seconds here.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The engine's configuration file, read at every start of `dockerd`.
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// Where the TLS listener's CA, server and client certificates live (the tests read the CA
+/// and the client's pair from here).
+pub const TLS_DIR: &str = "/etc/bottle-engines/docker-tls";
+/// The TLS listener: loopback only, so nothing beyond this host can even try it.
+pub const TLS_ADDR: &str = "127.0.0.1:2376";
 
 /// Where the engine is expected to answer.
 enum Endpoint {
@@ -51,9 +64,13 @@ pub fn ensure() -> Result<(), String> {
         };
     }
     let endpoint = Endpoint::Unix(DEFAULT_SOCKET.into());
+    let tls = tls_listener()?;
     if ping(&endpoint) {
-        eprintln!("docker: engine answers at {endpoint}; nothing to do");
-        return Ok(());
+        if !tls || listens(TLS_ADDR) {
+            eprintln!("docker: engine answers at {endpoint}; nothing to do");
+            return Ok(());
+        }
+        return restart_for_tls(&endpoint);
     }
     if let Some(pid) = running_dockerd() {
         // Another run started it a moment ago, or it is shutting down: wait rather than start a
@@ -272,4 +289,198 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Makes the TLS material and names it in `daemon.json`; `Ok(false)` when a `daemon.json`
+/// that xtask did not write is there (it is left alone, and the listener is not set up).
+fn tls_listener() -> Result<bool, String> {
+    if !is_root() {
+        // Only root can configure (or restart) the engine; the tests of tcp:// contexts say
+        // what is missing.
+        return Ok(false);
+    }
+    make_certificates()?;
+    let wanted = daemon_json();
+    match std::fs::read_to_string(DAEMON_JSON) {
+        Ok(found) if found == wanted => Ok(true),
+        Ok(_) => {
+            eprintln!(
+                "docker: {DAEMON_JSON} exists and was not written by xtask: leaving it alone; the engine gets no TLS listener on {TLS_ADDR} (the tcp:// context tests need it: add the hosts and tls settings of xtask/src/engines/docker.rs to that file)"
+            );
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all("/etc/docker")
+                .map_err(|e| format!("creating /etc/docker: {e}"))?;
+            std::fs::write(DAEMON_JSON, wanted)
+                .map_err(|e| format!("writing {DAEMON_JSON}: {e}"))?;
+            eprintln!("docker: wrote {DAEMON_JSON}: unix socket and TLS on {TLS_ADDR}");
+            Ok(true)
+        }
+        Err(e) => Err(format!("reading {DAEMON_JSON}: {e}")),
+    }
+}
+
+/// The engine's settings: its default unix socket (unchanged) plus TLS on loopback with client
+/// certificates required. `hosts` here and `-H` on the command line exclude each other, so
+/// `dockerd` is always started without `-H`.
+fn daemon_json() -> String {
+    format!(
+        r#"{{
+  "hosts": ["unix://{DEFAULT_SOCKET}", "tcp://{TLS_ADDR}"],
+  "tls": true,
+  "tlsverify": true,
+  "tlscacert": "{TLS_DIR}/ca.pem",
+  "tlscert": "{TLS_DIR}/server-cert.pem",
+  "tlskey": "{TLS_DIR}/server-key.pem"
+}}
+"#
+    )
+}
+
+/// A CA, a server certificate for 127.0.0.1 and `localhost`, and a client certificate, made
+/// once with `openssl` (P-256 keys, ten years: they never leave this host).
+fn make_certificates() -> Result<(), String> {
+    let dir = Path::new(TLS_DIR);
+    let done = [
+        "ca.pem",
+        "server-cert.pem",
+        "server-key.pem",
+        "cert.pem",
+        "key.pem",
+    ]
+    .iter()
+    .all(|f| dir.join(f).is_file());
+    if done {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {TLS_DIR}: {e}"))?;
+    let openssl = |args: &[&str]| {
+        run(Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null()))
+    };
+    let key = |name: &str| {
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &format!("{TLS_DIR}/{name}"),
+        ])
+    };
+    key("ca-key.pem")?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &format!("{TLS_DIR}/ca-key.pem"),
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=bottle test engines CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        &format!("{TLS_DIR}/ca.pem"),
+    ])?;
+    let sign = |key_file: &str, cert: &str, cn: &str, ext: &str| -> Result<(), String> {
+        key(key_file)?;
+        let csr = format!("{TLS_DIR}/{cert}.csr");
+        let ext_file = format!("{TLS_DIR}/{cert}.ext");
+        std::fs::write(&ext_file, ext).map_err(|e| format!("writing {ext_file}: {e}"))?;
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{TLS_DIR}/{key_file}"),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &csr,
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{TLS_DIR}/ca.pem"),
+            "-CAkey",
+            &format!("{TLS_DIR}/ca-key.pem"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &format!("{TLS_DIR}/{cert}"),
+        ])?;
+        let _ = std::fs::remove_file(csr);
+        let _ = std::fs::remove_file(ext_file);
+        Ok(())
+    };
+    sign(
+        "server-key.pem",
+        "server-cert.pem",
+        "127.0.0.1",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )?;
+    // The client's pair under the names the docker CLI looks for in DOCKER_CERT_PATH.
+    sign(
+        "key.pem",
+        "cert.pem",
+        "bottle test client",
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )?;
+    eprintln!("docker: made a CA, a server and a client certificate in {TLS_DIR}");
+    Ok(())
+}
+
+/// Whether something accepts TCP connections at `addr` (the TLS listener cannot be pinged
+/// without a TLS client; the tests check the handshake).
+fn listens(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+}
+
+/// Stops the running `dockerd`, which lacks the TLS listener of `daemon.json`, and starts it
+/// again the way [`start`] does. Like any restart of Docker without live-restore, it stops the
+/// running containers; it happens once per host, when the listener is first configured.
+fn restart_for_tls(endpoint: &Endpoint) -> Result<(), String> {
+    let Some(pid) = running_dockerd() else {
+        return Err(format!(
+            "the engine at {endpoint} has no TLS listener on {TLS_ADDR} and was not started by this host's dockerd pid file ({PID_FILE}): restart it with the settings of {DAEMON_JSON}"
+        ));
+    };
+    eprintln!(
+        "docker: dockerd (pid {pid}) runs without the TLS listener on {TLS_ADDR}; restarting it once (running containers stop, as on any restart)"
+    );
+    run(Command::new("kill").args(["-TERM", &pid.to_string()]))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    // The pid file goes before the process does: wait for the process itself.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "dockerd")
+    };
+    while alive() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "dockerd (pid {pid}) did not stop within {START_TIMEOUT:?} after SIGTERM"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    start(endpoint)?;
+    if !listens(TLS_ADDR) {
+        return Err(format!(
+            "dockerd restarted but nothing listens on {TLS_ADDR}: see target/engines/dockerd.log"
+        ));
+    }
+    Ok(())
 }

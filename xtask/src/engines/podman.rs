@@ -23,8 +23,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// (cgroups in hybrid mode); the netavark network stack with its DNS and firewall tools.
 const PACKAGES: &[&str] = &["podman", "runc", "netavark", "aardvark-dns", "iptables"];
 
-/// Uses a Podman service that answers, or installs, configures and starts one.
+/// Uses a Podman service that answers, or installs, configures and starts one; then, as root,
+/// the test user's rootless service (see [`super::rootless`]).
 pub fn ensure() -> Result<(), String> {
+    ensure_rootful()?;
+    if is_root()? {
+        super::rootless::ensure()?;
+    } else {
+        eprintln!("podman: not root, so no rootless test user is set up");
+    }
+    Ok(())
+}
+
+/// The rootful service: one that answers, or a new one.
+fn ensure_rootful() -> Result<(), String> {
     if let Some(host) = std::env::var("CONTAINER_HOST")
         .ok()
         .filter(|h| !h.is_empty())
@@ -56,18 +68,24 @@ pub fn ensure() -> Result<(), String> {
 
 /// Installs the packages that are missing, with `apt-get`.
 fn install() -> Result<(), String> {
-    let missing: Vec<&str> = PACKAGES
+    install_packages("podman", PACKAGES)
+}
+
+/// Installs those of `packages` that are missing, in one transaction; `what` names the caller
+/// in what is printed.
+pub(super) fn install_packages(what: &str, packages: &[&str]) -> Result<(), String> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| !package_installed(package))
         .collect();
     if missing.is_empty() {
-        eprintln!("podman: {} are installed", PACKAGES.join(", "));
+        eprintln!("{what}: {} are installed", packages.join(", "));
         return Ok(());
     }
     eprintln!(
-        "podman: installing {} (missing: {})",
-        PACKAGES.join(" "),
+        "{what}: installing {} (missing: {})",
+        packages.join(" "),
         missing.join(", ")
     );
     if !apt_lists_present() {
@@ -77,7 +95,7 @@ fn install() -> Result<(), String> {
     // `crun | runc` dependency with runc instead of pulling crun in.
     let install = || {
         let mut cmd = apt();
-        cmd.args(["install", "-y"]).args(PACKAGES);
+        cmd.args(["install", "-y"]).args(packages);
         run(&mut cmd)
     };
     if install().is_err() {
@@ -113,7 +131,7 @@ fn package_installed(package: &str) -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "install ok installed")
 }
 
-fn is_root() -> Result<bool, String> {
+pub(super) fn is_root() -> Result<bool, String> {
     let out = Command::new("id")
         .arg("-u")
         .output()
@@ -330,7 +348,7 @@ fn start() -> Result<(), String> {
 }
 
 /// Sends `GET /_ping` to a `unix://` or `tcp://` service URL and expects `200 OK`.
-fn ping(url: &str) -> Result<(), String> {
+pub(super) fn ping(url: &str) -> Result<(), String> {
     const REQUEST: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n";
     let timeout = Some(Duration::from_secs(2));
     let mut response = Vec::new();

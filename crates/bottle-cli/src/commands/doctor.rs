@@ -1,5 +1,6 @@
-//! `bottle doctor`: which engines answer, their versions and sockets, whether the reference
-//! image is present, and what to do about each problem.
+//! `bottle doctor`: which engines answer, their versions and sockets, how each endpoint was
+//! chosen and whose host it is on, whether the engine is rootless, whether the reference image
+//! is present, and what to do about each problem.
 
 use bottle_core::lifecycle::DEFAULT_IMAGE;
 use bottle_core::Advice;
@@ -9,9 +10,18 @@ use crate::commands::Context;
 use crate::exit::Failure;
 use crate::hint::{Globals, Hint};
 use crate::json::{Doctor, EngineReport as Report, Problem};
-use crate::runtime::{self, Unusable};
+use crate::runtime::{self, Purpose, Reach, Unusable};
 
-async fn check(engine: Engine, globals: Globals<'_>) -> Report {
+/// What the adapter said of where it reached the engine.
+fn record_reach(report: &mut Report, reach: &Reach) {
+    report.endpoint = Some(reach.endpoint.clone());
+    report.chosen_by = Some(reach.chosen_by.clone());
+    report.locality = Some(reach.locality.into());
+    report.remote = Some(reach.locality == "remote");
+    report.rootless = reach.rootless;
+}
+
+async fn check(engine: Engine, globals: Globals<'_>, context: Option<&str>) -> Report {
     let name = engine.name();
     let mut report = Report {
         engine: name.into(),
@@ -19,12 +29,52 @@ async fn check(engine: Engine, globals: Globals<'_>) -> Report {
         version: None,
         api_version: None,
         endpoint: None,
+        chosen_by: None,
+        locality: None,
+        remote: None,
+        rootless: None,
+        loopback_mode: None,
+        loopback_reason: None,
         image_present: None,
         problems: Vec::new(),
     };
-    match runtime::connect(engine).await {
+    // A property of this host, the same for every engine whose ports are on its loopback.
+    match bottle_core::loopback::detect(&bottle_core::Pools::default().loopback) {
+        Ok(detected) => {
+            report.loopback_mode = Some(detected.mode.as_str().into());
+            if let Some(warning) = detected.warning() {
+                report.problems.push(Problem {
+                    problem: format!("bottles would share one loopback address: {warning}"),
+                    hint: "alias the pool's addresses on the loopback interface, or accept the shared mode".into(),
+                });
+            }
+            report.loopback_reason = Some(detected.reason);
+        }
+        Err(e) => report.problems.push(Problem {
+            problem: e,
+            hint: format!(
+                "set {} to per-bottle, shared or auto, or unset it",
+                bottle_core::loopback::MODE_ENV
+            ),
+        }),
+    }
+    let purpose = Purpose {
+        context,
+        refuse_remote: false,
+        facts: true,
+    };
+    match runtime::connect(engine, purpose).await {
         Ok(c) => {
             report.answers = true;
+            if let Some(reach) = &c.reach {
+                record_reach(&mut report, reach);
+                if reach.locality == "remote" {
+                    report.problems.push(Problem {
+                        problem: format!("the {name} engine at {} runs on another host: bottle refuses it (a bottle's loopback ports would be on that host)", reach.endpoint),
+                        hint: "run bottle on the engine's host, or choose an engine on this host (`--context default`, or unset DOCKER_HOST and DOCKER_CONTEXT)".into(),
+                    });
+                }
+            }
             report.version = Some(c.info.version.clone());
             report.api_version = Some(c.info.api_version.clone());
             report.endpoint = Some(c.info.endpoint.clone());
@@ -54,7 +104,23 @@ async fn check(engine: Engine, globals: Globals<'_>) -> Report {
             problem: format!("this bottle was built without the {name} runtime (feature `{name}`)"),
             hint: format!("rebuild with `cargo build -p bottle-cli --features {name}`"),
         }),
-        Err(Unusable::Failed(e)) => {
+        Err(Unusable::Endpoint {
+            source,
+            problem,
+            hint,
+        }) => {
+            report.chosen_by = Some(source.clone());
+            report.problems.push(Problem {
+                problem: format!("{source}: {problem}"),
+                hint,
+            });
+        }
+        // Not refused for doctor; listed for completeness of the match.
+        Err(Unusable::Remote(reach)) => record_reach(&mut report, &reach),
+        Err(Unusable::Failed(e, reach)) => {
+            if let Some(reach) = &reach {
+                record_reach(&mut report, reach);
+            }
             if let bottle_core::Error::Runtime(bottle_core::RuntimeError::EngineUnavailable {
                 tried,
                 hint,
@@ -82,15 +148,18 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
         runtime: ctx.global.runtime.map(Engine::name),
         prefix: &ctx.global.prefix,
     };
+    let context = ctx.global.context.as_deref();
     let (docker, podman) = tokio::join!(
-        check(Engine::Docker, globals),
-        check(Engine::Podman, globals)
+        check(Engine::Docker, globals, context),
+        check(Engine::Podman, globals, context)
     );
     let reports = [docker, podman];
+    // As `select` chooses: --context means Docker, and an engine on another host is refused.
+    let asked = ctx.global.runtime.or(context.map(|_| Engine::Docker));
     let selected = reports
         .iter()
-        .filter(|r| ctx.global.runtime.is_none_or(|e| e.name() == r.engine))
-        .find(|r| r.answers)
+        .filter(|r| asked.is_none_or(|e| e.name() == r.engine))
+        .find(|r| r.answers && r.remote != Some(true))
         .map(|r| r.engine.clone());
     if ctx.global.output == Output::Json {
         ctx.emit_json(&Doctor {
@@ -109,6 +178,23 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
                 _ => "not usable".to_string(),
             };
             s.push_str(&format!("{}: {status}\n", r.engine));
+            if let Some(how) = &r.chosen_by {
+                let host = match r.locality.as_deref() {
+                    Some("remote") => ", on another host",
+                    Some("this-host") => ", on this host over the network",
+                    _ => "",
+                };
+                s.push_str(&format!("  endpoint chosen by {how}{host}\n"));
+            }
+            if let (Some(mode), Some(why)) = (&r.loopback_mode, &r.loopback_reason) {
+                s.push_str(&format!("  loopback: {mode} ({why})\n"));
+            }
+            if let Some(rootless) = r.rootless {
+                s.push_str(&format!(
+                    "  {}\n",
+                    if rootless { "rootless" } else { "rootful" }
+                ));
+            }
             if r.image_present == Some(true) {
                 s.push_str(&format!("  image {DEFAULT_IMAGE}: present\n"));
             }

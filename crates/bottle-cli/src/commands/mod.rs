@@ -81,7 +81,7 @@ impl Context {
     pub async fn connect(&self) -> Result<Connected, Failure> {
         match &self.engine {
             Some(connected) => Ok(connected.clone()),
-            None => runtime::select(self.global.runtime).await,
+            None => runtime::select(&self.global).await,
         }
     }
 
@@ -92,6 +92,29 @@ impl Context {
         config.pools.prefix = self.global.prefix.clone();
         Ok((Lifecycle::new(connected.runtime.clone(), config), connected))
     }
+}
+
+/// Settles the loopback address choice of `spec` for this host (see `bottle_core::loopback`):
+/// per bottle from the pool where the pool's addresses exist, else the shared 127.0.0.1 with a
+/// warning on stderr that says what isolation is lost and how to get it back. Before any engine
+/// is contacted: a fixed address this host lacks is bad input.
+pub fn settle_loopback(
+    spec: &mut bottle_core::BottleSpec,
+) -> Result<bottle_core::loopback::Detected, Failure> {
+    let choice = spec
+        .loopback
+        .unwrap_or_else(|| bottle_core::Pools::default().loopback);
+    let detected = bottle_core::loopback::detect(&choice).map_err(|msg| {
+        Failure::input(
+            msg,
+            "run `bottle doctor` to see the loopback mode of this host",
+        )
+    })?;
+    if let Some(warning) = detected.warning() {
+        eprintln!("warning: {warning}");
+    }
+    spec.loopback = Some(detected.apply(&choice));
+    Ok(detected)
 }
 
 /// Checks a slug before any engine is contacted (bad input exits 2 with nothing touched).

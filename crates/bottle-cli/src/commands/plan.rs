@@ -10,7 +10,8 @@ use crate::output::{self, table};
 use crate::spec_input;
 
 pub async fn run(ctx: &Context, args: &SpecArgs) -> Result<(), Failure> {
-    let spec = spec_input::build(args)?;
+    let mut spec = spec_input::build(args)?;
+    crate::commands::settle_loopback(&mut spec)?;
     let (lifecycle, _) = ctx.lifecycle().await?;
     let plan = lifecycle.plan(&spec).await?;
     if ctx.global.output == Output::Json {

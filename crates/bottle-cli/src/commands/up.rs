@@ -9,7 +9,8 @@ use crate::progress::Spinner;
 use crate::spec_input;
 
 pub async fn run(ctx: &Context, args: &SpecArgs) -> Result<(), Failure> {
-    let spec = spec_input::build(args)?;
+    let mut spec = spec_input::build(args)?;
+    crate::commands::settle_loopback(&mut spec)?;
     let (lifecycle, engine) = ctx.lifecycle().await?;
     let spinner = Spinner::new(ctx.show_progress());
     // Ctrl-C removes what was created so far instead of leaving it for `gc`.
