@@ -29,7 +29,7 @@ pub fn parse(name: &str) -> Option<Engine> {
 
 /// Connects to `engine` as the CLI does (its sockets, its errors).
 pub async fn connect(engine: Engine) -> Result<bottle_cli::runtime::Connected, String> {
-    bottle_cli::runtime::connect(engine)
+    bottle_cli::runtime::connect(engine, Default::default())
         .await
         .map_err(|why| why.into_failure().to_string())
 }

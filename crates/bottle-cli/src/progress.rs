@@ -26,6 +26,11 @@ struct Current {
     started: Instant,
 }
 
+/// A warning on stderr, whatever `--quiet` says: it tells the user of a weaker guarantee.
+pub fn warn(line: &str) {
+    eprintln!("warning: {line}");
+}
+
 impl Current {
     /// Replaces the spinner with a permanent line. indicatif leaves a finished bar's line
     /// without a newline, so the next output would run on; this line ends properly.

@@ -112,6 +112,17 @@ pub struct Purpose<'a> {
     pub facts: bool,
 }
 
+impl Default for Purpose<'_> {
+    /// What every command but `doctor` asks: no context, an engine on another host refused.
+    fn default() -> Self {
+        Purpose {
+            context: None,
+            refuse_remote: true,
+            facts: false,
+        }
+    }
+}
+
 type Adapter = Result<(Arc<dyn ContainerRuntime>, Option<Reach>), Unusable>;
 
 /// Connects to one engine with its adapter; `None` when the adapter is not built in.

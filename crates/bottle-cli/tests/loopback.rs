@@ -16,17 +16,12 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+use bottle_core::conformance::harness::pools;
 use common::{Engine, BOTTLE};
 use serde_json::Value;
 
-/// Pools of this suite (others use other pools, so suites run at once).
-const DOCKER: Engine = Engine {
-    name: "docker",
-    subnet_pool: "10.219.0.0/16",
-    loopback_pool: "127.83.0.0/16",
-    loopback_prefix: "127.83.",
-    subnet_prefix: "10.219.",
-};
+/// Pools of this suite, from the shared table (others use other pools, so suites run at once).
+const DOCKER: Engine = Engine::of(pools("cli-loopback", "docker"));
 
 /// Runs `bottle args` in a new network namespace whose `lo` has only `127.0.0.1/32`.
 fn bottle_in_mac_like_netns(args: &[&str]) -> common::Run {
@@ -91,7 +86,7 @@ fn without_per_bottle_addresses_bottles_share_127_0_0_1_with_a_warning() {
         .ok();
     let here_json = here.json();
     let addr = here_json["loopback"].as_str().expect("loopback");
-    assert!(addr.starts_with(DOCKER.loopback_prefix), "{here_json}");
+    assert!(addr.starts_with(&DOCKER.loopback_prefix()), "{here_json}");
     assert!(!here.stderr.contains("warning"), "{}", here.stderr);
 
     // A fixed address the namespace lacks is refused before anything is created.

@@ -305,6 +305,7 @@ fn values_through_the_library_on_the_in_memory_engine() {
         engine: CliEngine::Docker,
         runtime,
         info,
+        reach: None,
     };
     let pools = pools("cli-snapshots", "memory");
     let image = fx.image.as_str();

@@ -32,7 +32,7 @@ async fn setup_over(
     if !Path::new(need).exists() {
         let why = format!("{need} is missing: run `cargo xtask engines` (as root)");
         assert!(!in_ci(), "{prefix} tests required in CI: {why}");
-        common::say(&format!("{prefix}: {case} skipped: {why}"));
+        bottle_core::conformance::harness::say(&format!("{prefix}: {case} skipped: {why}"));
         return None;
     }
     // The default socket makes sure of the images (same engine) and skips without one.

@@ -393,15 +393,15 @@ mod tests {
 
     fn user() -> Env {
         Env {
-            home: Some("/home/u".into()),
+            home: Some("/var/lib/u".into()),
             xdg_runtime_dir: Some("/run/user/1000".into()),
             ..Env::default()
         }
     }
 
     const SYSTEM_CONF: &str = "/etc/containers/containers.conf";
-    const USER_CONF: &str = "/home/u/.config/containers/containers.conf";
-    const USER_JSON: &str = "/home/u/.config/containers/podman-connections.json";
+    const USER_CONF: &str = "/var/lib/u/.config/containers/containers.conf";
+    const USER_JSON: &str = "/var/lib/u/.config/containers/podman-connections.json";
 
     const CONF_DEV: &str = r#"
 [engine]
@@ -537,7 +537,7 @@ uri = "tcp://127.0.0.1:8080"
                 "a default ssh:// connection (a Podman machine) is an error naming the fix",
                 user(),
                 Fake::default().with(USER_JSON, &JSON_MACHINE.replace("\"Default\":\"local\"", "\"Default\":\"machine\"")),
-                Err("the default connection of /home/u/.config/containers/podman-connections.json: connection \"machine\""),
+                Err("the default connection of /var/lib/u/.config/containers/podman-connections.json: connection \"machine\""),
             ),
             (
                 "a default naming an undefined connection is an error",
@@ -549,7 +549,7 @@ uri = "tcp://127.0.0.1:8080"
                 "a malformed containers.conf is an error naming the file",
                 user(),
                 Fake::default().with(USER_CONF, "[engine\n"),
-                Err("/home/u/.config/containers/containers.conf is not valid TOML"),
+                Err("/var/lib/u/.config/containers/containers.conf is not valid TOML"),
             ),
         ]
     }

@@ -30,7 +30,7 @@ fn objects(
     published: &[u16],
     limits: Limits,
 ) -> (NetworkSpec, ContainerSpec) {
-    let name = format!("{}-rootless-{case}", common::PREFIX);
+    let name = format!("{}-rootless-{case}", common::SUITE.prefix);
     let labels: bottle_core::runtime::Labels = [(LABEL.to_string(), case.to_string())].into();
     let network = NetworkSpec {
         name: name.clone(),
@@ -87,7 +87,7 @@ fn cgroup_v2() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_says_how_it_was_found_and_who_runs_it() {
-    let Some(rt) = common::podman("discovery").await else {
+    let Some(rt) = common::engine("discovery").await else {
         return;
     };
     let found = rt.discovered();
@@ -111,7 +111,7 @@ async fn the_endpoint_says_how_it_was_found_and_who_runs_it() {
     if first.uri == found.uri {
         assert_eq!(first, *found);
     }
-    common::say(&format!(
+    bottle_core::conformance::harness::say(&format!(
         "podman: connected to {} ({}), rootless: {:?}",
         found.uri, found.source, found.rootless
     ));
@@ -172,7 +172,7 @@ async fn published_port_behaves_as_reported() {
             }
         }
     }
-    common::say(&format!(
+    bottle_core::conformance::harness::say(&format!(
         "podman: rootless {:?}: a published port without a daemon was {}; reported {reported:?}",
         rt.rootless(),
         if accepted { "accepted" } else { "refused" }
@@ -211,7 +211,7 @@ async fn limits_take_effect_or_the_create_says_why_not() {
             assert!(msg.contains(want), "{want:?} missing from: {msg}");
         }
         assert!(left.is_empty(), "a refused create left {left:?}");
-        common::say(&format!(
+        bottle_core::conformance::harness::say(&format!(
             "podman: rootless on cgroup v1 refuses limits: {msg}"
         ));
     } else {

@@ -111,7 +111,7 @@ pub fn settle_loopback(
         )
     })?;
     if let Some(warning) = detected.warning() {
-        eprintln!("warning: {warning}");
+        crate::progress::warn(&warning);
     }
     spec.loopback = Some(detected.apply(&choice));
     Ok(detected)

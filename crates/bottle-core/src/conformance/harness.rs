@@ -203,6 +203,13 @@ pub const POOLS: &[SuitePools] = &[
         "10.253.0.0/16",
         "127.113.0.0/16",
     ),
+    suite(
+        "cli-loopback",
+        "docker",
+        "bt-lo-docker",
+        "10.219.0.0/16",
+        "127.83.0.0/16",
+    ),
     // The in-memory engine through the CLI library: its loopback addresses are real listeners.
     suite(
         "cli-snapshots",
