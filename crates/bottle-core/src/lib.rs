@@ -50,9 +50,7 @@ pub use error::{
     Advice, Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult, Unusable,
 };
 pub use intercept::{Call, Hook, Intercepted};
-pub use lifecycle::{
-    BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Readiness, Step, Timeouts,
-};
+pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
 pub use memory::InMemoryRuntime;
 pub use plan::{AgentEndpoints, BundlePlan, Pools};
 pub use runtime::{
@@ -61,3 +59,7 @@ pub use runtime::{
     Op, PortBinding, PortForwarding, PublishSpec, Secret, Security,
 };
 pub use spec::{BottleSpec, EnvEntry, LoopbackChoice, ValidationError};
+
+/// The readiness policy every prober uses, and every wait and retry count of the lifecycle and
+/// the adapters.
+pub use lifecycle::{Readiness, Timeouts};
