@@ -26,14 +26,19 @@ use crate::errors::{self, ENGINE, HINT};
 /// Where Docker listens when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
+/// How long connecting (version negotiation and ping) may take before the engine counts as
+/// unavailable. Every later call uses bollard's own timeout, which an image load needs (two
+/// minutes, [`Timeouts::engine_call`]; see [`DockerRuntime::with_timeouts`]).
+const CONNECT_TIMEOUT: Duration = Timeouts::DEFAULT.engine_connect;
+
 /// A Docker Engine reached through its API (bollard), as a [`ContainerRuntime`].
 #[derive(Clone)]
 pub struct DockerRuntime {
+    /// The waits of a removal in progress (the call bound is the client's).
+    timeouts: Timeouts,
     docker: Docker,
     /// The socket path or URL connected to, for messages and [`EngineInfo`].
     endpoint: String,
-    /// The waits of removal (the connect and call bounds are in the client).
-    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -56,11 +61,8 @@ impl DockerRuntime {
     }
 
     /// Connects to the engine at `host` (`unix:///path` or `tcp://host:port`), agrees on an
-    /// API version both sides speak, and checks that the engine answers, within
-    /// [`Timeouts::engine_connect`]; every later call is bounded by [`Timeouts::engine_call`]
-    /// (the defaults; see [`DockerRuntime::with_timeouts`]).
+    /// API version both sides speak, and checks that the engine answers.
     pub async fn connect_to(host: &str) -> Result<Self> {
-        let timeouts = Timeouts::default();
         if host.starts_with("tcp://") && std::env::var_os("DOCKER_TLS_VERIFY").is_some() {
             return Err(errors::unavailable(
                 host,
@@ -86,29 +88,17 @@ impl DockerRuntime {
             docker.ping().await?;
             Ok::<_, bollard::errors::Error>(docker)
         };
-        let docker = match tokio::time::timeout(timeouts.engine_connect, connect).await {
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(docker)) => docker,
             Ok(Err(e)) => return Err(errors::unavailable(host, HINT, Some(Box::new(e)))),
             Err(elapsed) => return Err(errors::unavailable(host, HINT, Some(Box::new(elapsed)))),
         };
         debug!(endpoint = host, api = %docker.client_version(), "connected to docker");
         Ok(DockerRuntime {
+            timeouts: Timeouts::DEFAULT,
             docker,
             endpoint: host.to_string(),
-            timeouts,
-        }
-        .with_timeouts(timeouts))
-    }
-
-    /// Bounds every later engine call by `timeouts.engine_call` and waits for a removal in
-    /// progress by `timeouts.removal_in_progress` and `removal_poll`.
-    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        // bollard keeps whole seconds: less than one would be none.
-        self.docker = self
-            .docker
-            .with_timeout(timeouts.engine_call.max(Duration::from_secs(1)));
-        self.timeouts = timeouts;
-        self
+        })
     }
 
     /// The bollard client, for what the trait does not cover (tests inspect settings with it).
@@ -171,6 +161,18 @@ impl DockerRuntime {
             message,
             source: None,
         })
+    }
+
+    /// Bounds every later engine call by `timeouts.engine_call` (bollard's own default is the
+    /// same two minutes) and waits for a removal in progress by `timeouts.removal_in_progress`
+    /// and `removal_poll`.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        // bollard keeps whole seconds: less than one would be none.
+        self.docker = self
+            .docker
+            .with_timeout(timeouts.engine_call.max(Duration::from_secs(1)));
+        self.timeouts = timeouts;
+        self
     }
 
     /// Waits until a container another caller is removing is gone.
