@@ -1,7 +1,6 @@
-//! What to do about a failure, worded in one place from data: `bottle_core`'s
-//! [`Advice`](bottle_core::Advice) and the CLI's own situations. A hint is prose and `bottle`
-//! commands; each command is rendered with this run's `--runtime` and `--prefix`, so it can be
-//! pasted as is.
+//! What to do about a failure, worded in one place from data: `bottle_core`'s [`Advice`] and
+//! the CLI's own situations. A hint is prose and `bottle` commands; each command is rendered
+//! with this run's `--runtime` and `--prefix`, so it can be pasted as is.
 
 use bottle_core::Advice;
 

@@ -55,9 +55,7 @@ pub use error::{
     Advice, Error, ErrorKind, ObjectKind, Result, RuntimeError, RuntimeResult, Unusable,
 };
 pub use intercept::{Call, Hook, Intercepted};
-pub use lifecycle::{
-    BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Readiness, Step, Timeouts,
-};
+pub use lifecycle::{BottleStatus, Lifecycle, LifecycleConfig, NoProgress, Progress, Step};
 pub use loopback::LoopbackMode;
 pub use memory::InMemoryRuntime;
 pub use plan::{AgentEndpoints, BundlePlan, Pools};
@@ -67,3 +65,7 @@ pub use runtime::{
     Op, PortBinding, PortForwarding, PublishSpec, Secret, Security,
 };
 pub use spec::{BottleSpec, EnvEntry, LoopbackChoice, ValidationError};
+
+/// The readiness policy every prober uses, and every wait and retry count of the lifecycle and
+/// the adapters.
+pub use lifecycle::{Readiness, Timeouts};

@@ -29,14 +29,19 @@ use crate::tunnel::Tunnel;
 /// Where Docker listens when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
+/// How long connecting (version negotiation and ping) may take before the engine counts as
+/// unavailable. Every later call uses bollard's own timeout, which an image load needs (two
+/// minutes, [`Timeouts::engine_call`]; see [`DockerRuntime::with_timeouts`]).
+const CONNECT_TIMEOUT: Duration = Timeouts::DEFAULT.engine_connect;
+
 /// A Docker Engine reached through its API (bollard), as a [`ContainerRuntime`].
 #[derive(Clone)]
 pub struct DockerRuntime {
+    /// The waits of a removal in progress (the call bound is the client's).
+    timeouts: Timeouts,
     docker: Docker,
     /// The socket path or URL connected to, for messages and [`EngineInfo`].
     endpoint: String,
-    /// The waits of removal (the connect and call bounds are in the client).
-    timeouts: Timeouts,
     /// Where the engine is and how that was chosen.
     chosen: Endpoint,
     /// The `ssh` forward of an `ssh://` engine, shared by clones; the last one closes it.
@@ -52,6 +57,10 @@ impl std::fmt::Debug for DockerRuntime {
             .finish()
     }
 }
+
+/// bollard's per-request timeout in whole seconds, until [`DockerRuntime::with_timeouts`]
+/// replaces it: an image load needs minutes.
+const REQUEST_TIMEOUT_SECS: u64 = Timeouts::DEFAULT.engine_call.as_secs();
 
 impl DockerRuntime {
     /// Connects to the engine the `docker` CLI would use without `--context`: `DOCKER_HOST`,
@@ -91,17 +100,14 @@ impl DockerRuntime {
     /// and checks that the engine answers.
     pub async fn connect_endpoint(endpoint: Endpoint) -> Result<Self> {
         let host = endpoint.host.clone();
-        let timeouts = Timeouts::default();
-        // Replaced by `with_timeouts` below; bollard keeps whole seconds.
-        let request_secs = timeouts.engine_call.as_secs().max(1);
         let version = bollard::API_DEFAULT_VERSION;
         let mut tunnel = None;
         let docker = match &endpoint.transport {
             Transport::Unix(path) => {
-                Docker::connect_with_unix(&path.to_string_lossy(), request_secs, version)
+                Docker::connect_with_unix(&path.to_string_lossy(), REQUEST_TIMEOUT_SECS, version)
             }
             Transport::Tcp { addr, tls: None } => {
-                Docker::connect_with_http(addr, request_secs, version)
+                Docker::connect_with_http(addr, REQUEST_TIMEOUT_SECS, version)
             }
             Transport::Tcp {
                 addr,
@@ -111,7 +117,7 @@ impl DockerRuntime {
                 &files.key,
                 &files.cert,
                 &files.ca,
-                request_secs,
+                REQUEST_TIMEOUT_SECS,
                 version,
             ),
             Transport::Ssh(dest) => {
@@ -124,7 +130,7 @@ impl DockerRuntime {
                 })?;
                 let socket = opened.socket().to_string_lossy().into_owned();
                 tunnel = Some(Arc::new(opened));
-                Docker::connect_with_unix(&socket, request_secs, version)
+                Docker::connect_with_unix(&socket, REQUEST_TIMEOUT_SECS, version)
             }
         }
         .map_err(|e| errors::unavailable(&host, HINT, Some(Box::new(e))))?;
@@ -141,31 +147,19 @@ impl DockerRuntime {
             Transport::Tcp { tls: Some(_), .. } => "dockerd is not listening there, or the TLS handshake failed: check that the CA signed the engine's certificate for that address and that the engine accepts the client certificate",
             _ => HINT,
         };
-        let docker = match tokio::time::timeout(timeouts.engine_connect, connect).await {
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(docker)) => docker,
             Ok(Err(e)) => return Err(errors::unavailable(&host, hint, Some(Box::new(e)))),
             Err(elapsed) => return Err(errors::unavailable(&host, hint, Some(Box::new(elapsed)))),
         };
         debug!(endpoint = %host, chosen_by = %endpoint.chosen_by, api = %docker.client_version(), "connected to docker");
         Ok(DockerRuntime {
+            timeouts: Timeouts::DEFAULT,
             docker,
             endpoint: host,
-            timeouts,
             chosen: endpoint,
             _tunnel: tunnel,
-        }
-        .with_timeouts(timeouts))
-    }
-
-    /// Bounds every later engine call by `timeouts.engine_call` and waits for a removal in
-    /// progress by `timeouts.removal_in_progress` and `removal_poll`.
-    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        // bollard keeps whole seconds: less than one would be none.
-        self.docker = self
-            .docker
-            .with_timeout(timeouts.engine_call.max(Duration::from_secs(1)));
-        self.timeouts = timeouts;
-        self
+        })
     }
 
     /// Where the engine is and how it was chosen (`--context ci`, `DOCKER_HOST`, ...).
@@ -246,6 +240,18 @@ impl DockerRuntime {
             message,
             source: None,
         })
+    }
+
+    /// Bounds every later engine call by `timeouts.engine_call` (bollard's own default is the
+    /// same two minutes) and waits for a removal in progress by `timeouts.removal_in_progress`
+    /// and `removal_poll`.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        // bollard keeps whole seconds: less than one would be none.
+        self.docker = self
+            .docker
+            .with_timeout(timeouts.engine_call.max(Duration::from_secs(1)));
+        self.timeouts = timeouts;
+        self
     }
 
     /// Waits until a container another caller is removing is gone.

@@ -27,20 +27,28 @@ use crate::inspect::{self, short_image_name};
 use crate::raw::RawClient;
 use crate::{create, ENGINE};
 
+/// How long a ping may take before an endpoint counts as not answering.
+const PING_TIMEOUT: Duration = Timeouts::DEFAULT.engine_ping;
+
+/// How long any other call may take before the service counts as not answering (the contract
+/// bounds every engine call; as bollard's default for Docker).
+const CALL_TIMEOUT: Duration = Timeouts::DEFAULT.engine_call;
+
 /// A Podman engine reached over its libpod REST API.
 ///
 /// Cheap to clone (clones share the HTTP clients). See the crate docs for how it connects and
 /// where it works around `podman-api`.
 #[derive(Clone)]
 pub struct PodmanRuntime {
+    /// The repeats of a create, and the call bound [`PodmanRuntime::with_timeouts`] set.
+    timeouts: Timeouts,
     podman: Podman,
     raw: RawClient,
     endpoint: String,
     version: ApiVersion,
     forwarding: PortForwarding,
-    /// The bound of every call and the repeats of a create (core's, one place for them all).
-    timeouts: Timeouts,
     discovered: PodmanEndpoint,
+    call_timeout: Duration,
 }
 
 impl fmt::Debug for PodmanRuntime {
@@ -119,14 +127,10 @@ impl PodmanRuntime {
     async fn try_endpoint(candidate: &Candidate) -> std::result::Result<Self, podman_api::Error> {
         let endpoint = &candidate.endpoint;
         let podman = endpoint.podman(LATEST_API_VERSION)?;
-        let timeouts = Timeouts::default();
-        let ping = tokio::time::timeout(timeouts.engine_ping, podman.ping())
+        let ping = tokio::time::timeout(PING_TIMEOUT, podman.ping())
             .await
             .map_err(|_| {
-                podman_api::Error::StringError(format!(
-                    "no answer to ping within {:?}",
-                    timeouts.engine_ping
-                ))
+                podman_api::Error::StringError(format!("no answer to ping within {PING_TIMEOUT:?}"))
             })??;
         // Address an older service with its own API version; a newer one accepts ours.
         let version = ping
@@ -141,26 +145,29 @@ impl PodmanRuntime {
             endpoint.podman(version)?
         };
         Ok(PodmanRuntime {
+            timeouts: Timeouts::DEFAULT,
             podman,
             raw: RawClient::new(endpoint, version)?,
             endpoint: endpoint.url(),
             version,
             forwarding: endpoint.port_forwarding(),
-            timeouts,
             discovered: candidate.describe(),
+            call_timeout: CALL_TIMEOUT,
         })
     }
 
     /// Bounds every later engine call (except a followed log stream) by `timeout` instead of
-    /// [`Timeouts::engine_call`]: a call without an answer by then is `EngineUnavailable`.
+    /// two minutes: a call without an answer by then is `EngineUnavailable`.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.engine_call = timeout;
+        self.call_timeout = timeout;
         self
     }
 
-    /// Uses `timeouts` for every later call (`engine_call`) and create (`create_attempts`,
+    /// Uses `timeouts` for every later call (`engine_call`, as
+    /// [`with_call_timeout`](Self::with_call_timeout)) and create (`create_attempts`,
     /// `create_retry_wait`) instead of the defaults.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.call_timeout = timeouts.engine_call;
         self.timeouts = timeouts;
         self
     }
@@ -172,16 +179,13 @@ impl PodmanRuntime {
         operation: &str,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout(self.timeouts.engine_call, call)
+        tokio::time::timeout(self.call_timeout, call)
             .await
             .unwrap_or_else(|elapsed| {
                 Err(RuntimeError::unavailable(
                     ENGINE,
                     &self.endpoint,
-                    format!(
-                        "no answer to {operation} within {:?}",
-                        self.timeouts.engine_call
-                    ),
+                    format!("no answer to {operation} within {:?}", self.call_timeout),
                     elapsed,
                 ))
             })

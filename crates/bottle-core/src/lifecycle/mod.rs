@@ -76,21 +76,26 @@ pub struct Timeouts {
     pub create_retry_wait: Duration,
 }
 
+impl Timeouts {
+    /// The defaults, as a constant (adapters' constants are read from it).
+    pub const DEFAULT: Timeouts = Timeouts {
+        host_ports: Duration::from_secs(10),
+        readiness: Duration::from_secs(30),
+        idle_probe: IDLE_WINDOW,
+        bundle_check: Duration::from_millis(250),
+        engine_connect: Duration::from_secs(10),
+        engine_ping: Duration::from_secs(5),
+        engine_call: Duration::from_secs(120),
+        removal_in_progress: Duration::from_secs(30),
+        removal_poll: Duration::from_millis(100),
+        create_attempts: 5,
+        create_retry_wait: Duration::from_millis(20),
+    };
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            host_ports: Duration::from_secs(10),
-            readiness: Duration::from_secs(30),
-            idle_probe: IDLE_WINDOW,
-            bundle_check: Duration::from_millis(250),
-            engine_connect: Duration::from_secs(10),
-            engine_ping: Duration::from_secs(5),
-            engine_call: Duration::from_secs(120),
-            removal_in_progress: Duration::from_secs(30),
-            removal_poll: Duration::from_millis(100),
-            create_attempts: 5,
-            create_retry_wait: Duration::from_millis(20),
-        }
+        Timeouts::DEFAULT
     }
 }
 
