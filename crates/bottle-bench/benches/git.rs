@@ -191,6 +191,11 @@ fn sample(
         op,
         total_ms: took.as_secs_f64() * 1e3,
         upstream_ms: during.iter().map(|l| l.took.as_secs_f64() * 1e3).sum(),
+        upstream_push_ms: during
+            .iter()
+            .filter(|l| l.target.contains("receive-pack"))
+            .map(|l| l.took.as_secs_f64() * 1e3)
+            .sum(),
         upstream_requests: during.len(),
     }
 }
@@ -226,7 +231,10 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
         pack_bytes as f64 / (1 << 20) as f64,
         o.push_commits
     ));
-    m.notes.push(format!("engine: {}", o.runtime));
+    m.notes.push(format!(
+        "engine: {}; the bundle's memory limit {}",
+        o.runtime, o.memory
+    ));
 
     let work = work_dir();
     let _ = std::fs::remove_dir_all(&work);
@@ -300,6 +308,8 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
             &o.subnet,
             "--loopback-pool",
             &o.loopback_pool,
+            "--memory",
+            &o.memory,
             "--output",
             "json",
         ],
