@@ -168,6 +168,9 @@ pub struct Sample {
     pub upstream_push_ms: f64,
     /// How many requests the upstream answered during it.
     pub upstream_requests: usize,
+    /// CPU time the bundle's processes spent during it, ms (its cgroup's counter; the gate's
+    /// own work, whatever else the machine runs).
+    pub bundle_cpu_ms: Option<f64>,
 }
 
 /// Everything measured.
@@ -258,11 +261,12 @@ pub fn report(o: &Options, m: &Measured) -> String {
          refresh: its refs asked for, new objects fetched) and receive-pack (a push arriving \
          upstream); the rest is the client's and, through the gate, the gate's own (serving \
          upload-pack from the mirror to the agent; receiving the push, checking it) and the \
-         published port's.\n"
+         published port's. The bundle's CPU is what the gate's processes spent, from its cgroup \
+         (it does not move with the machine's load as wall times do).\n"
     );
     let _ = writeln!(
         r,
-        "| operation | contender | total | upstream upload-pack | upstream receive-pack | upstream requests | rest |\n|---|---|---:|---:|---:|---:|---:|"
+        "| operation | contender | total | upstream upload-pack | upstream receive-pack | upstream requests | rest | bundle CPU |\n|---|---|---:|---:|---:|---:|---:|---:|"
     );
     for op in [Op::Clone, Op::Push] {
         for c in [Contender::Direct, Contender::Gate] {
@@ -274,16 +278,24 @@ pub fn report(o: &Options, m: &Measured) -> String {
             let push = quantile(&m.values(c, op, |s| s.upstream_push_ms), 0.5);
             let reqs = quantile(&m.values(c, op, |s| s.upstream_requests as f64), 0.5);
             let rest = quantile(&m.values(c, op, |s| s.total_ms - s.upstream_ms), 0.5);
+            let cpu: Vec<f64> = m
+                .samples
+                .iter()
+                .filter(|s| s.contender == c && s.op == op)
+                .filter_map(|s| s.bundle_cpu_ms)
+                .collect();
+            let cpu = quantile(&cpu, 0.5);
             let _ = writeln!(
                 r,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 op.name(),
                 c.name(),
                 ms(total),
                 ms(fetch),
                 ms(push),
                 ms(reqs),
-                ms(rest)
+                ms(rest),
+                ms(cpu)
             );
         }
     }
@@ -291,8 +303,12 @@ pub fn report(o: &Options, m: &Measured) -> String {
         let _ = writeln!(
             r,
             "\nFirst clone (untimed warm-up; the gate's mirror empty): gate {:.0} ms (upstream \
-             {:.0} ms in {} requests), direct {:.0} ms.",
-            g.total_ms, g.upstream_ms, g.upstream_requests, d.total_ms
+             {:.0} ms in {} requests, bundle CPU {} ms), direct {:.0} ms.",
+            g.total_ms,
+            g.upstream_ms,
+            g.upstream_requests,
+            ms(g.bundle_cpu_ms),
+            d.total_ms
         );
     }
     if !m.failures.is_empty() {
@@ -334,6 +350,7 @@ mod tests {
             upstream_ms: 0.0,
             upstream_push_ms: 0.0,
             upstream_requests: 0,
+            bundle_cpu_ms: None,
         };
         let m = Measured {
             samples: vec![
