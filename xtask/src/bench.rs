@@ -14,7 +14,7 @@
 //! - The git part (`cargo xtask bench git`): a clone of a generated repository (about 1,000
 //!   commits, 50 MB) and a push of 100 commits through a bottle's git gate against directly, to
 //!   the same local `git http-backend` upstream. Builds and loads the reference image (the gate
-//!   is in it); Docker by default (`--runtime podman`). Report: `target/bench/git.md`.
+//!   is in it); Podman by default (`--runtime docker`). Report: `target/bench/git.md`.
 //!
 //! Plain `cargo xtask bench [options]` runs all four: the engine part with the options given,
 //! then the proxy, service and git parts with their defaults. Everything the parts run is built in one cargo invocation with the
@@ -45,8 +45,8 @@ cargo xtask bench [engines|proxy|service|git] [options] [--no-doc]
   cargo xtask bench git [options]      only the git part: clone (about 1,000 commits, 50 MB) and
                                        push (100 commits) through a bottle's git gate against
                                        directly, to the same local git http-backend upstream;
-                                       builds and loads the reference image; Docker unless
-                                       --runtime podman
+                                       builds and loads the reference image; Podman unless
+                                       --runtime docker
   --no-doc                             leave docs/BENCHMARKS.md alone (each part otherwise
                                        replaces its own results section there)
 

@@ -172,6 +172,63 @@ fn git_timed(dir: &Path, args: &[&str]) -> Result<Duration, String> {
 }
 
 /// A sample from a timed git command and what the upstream answered meanwhile.
+/// The bundle's CPU time counter, from its cgroup: what the gate's processes spent, whatever
+/// else the machine runs.
+struct BundleCpu(Option<PathBuf>);
+
+impl BundleCpu {
+    /// Finds the counter of `container` (cgroup v1 `cpuacct.usage`, or v2 `cpu.stat`).
+    fn find(runtime: &str, container: &str) -> BundleCpu {
+        let pid = Command::new(runtime)
+            .args(["inspect", "--format", "{{.State.Pid}}", container])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let cgroups = pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok());
+        let file = cgroups.and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let candidates: Vec<PathBuf> = if controllers.is_empty() {
+                    vec![PathBuf::from(format!("/sys/fs/cgroup{path}/cpu.stat"))]
+                } else if controllers.split(',').any(|c| c == "cpuacct") {
+                    vec![
+                        PathBuf::from(format!("/sys/fs/cgroup/cpuacct{path}/cpuacct.usage")),
+                        PathBuf::from(format!("/sys/fs/cgroup/{controllers}{path}/cpuacct.usage")),
+                    ]
+                } else {
+                    vec![]
+                };
+                candidates.into_iter().find(|p| p.is_file())
+            })
+        });
+        BundleCpu(file)
+    }
+
+    /// The counter now, in ns.
+    fn now(&self) -> Option<u64> {
+        let path = self.0.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        if path.ends_with("cpu.stat") {
+            let usec: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))?
+                .trim()
+                .parse()
+                .ok()?;
+            Some(usec * 1000)
+        } else {
+            text.trim().parse().ok()
+        }
+    }
+
+    /// The ms spent between two readings.
+    fn between(before: Option<u64>, after: Option<u64>) -> Option<f64> {
+        Some(after?.checked_sub(before?)? as f64 / 1e6)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn sample(
     up: &Upstream,
     round: usize,
@@ -179,6 +236,7 @@ fn sample(
     op: Op,
     from: Instant,
     took: Duration,
+    bundle_cpu_ms: Option<f64>,
 ) -> Sample {
     let during: Vec<_> = up
         .log()
@@ -191,7 +249,13 @@ fn sample(
         op,
         total_ms: took.as_secs_f64() * 1e3,
         upstream_ms: during.iter().map(|l| l.took.as_secs_f64() * 1e3).sum(),
+        upstream_push_ms: during
+            .iter()
+            .filter(|l| l.target.contains("receive-pack"))
+            .map(|l| l.took.as_secs_f64() * 1e3)
+            .sum(),
         upstream_requests: during.len(),
+        bundle_cpu_ms,
     }
 }
 
@@ -226,7 +290,10 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
         pack_bytes as f64 / (1 << 20) as f64,
         o.push_commits
     ));
-    m.notes.push(format!("engine: {}", o.runtime));
+    m.notes.push(format!(
+        "engine: {}; the bundle's memory limit {}",
+        o.runtime, o.memory
+    ));
 
     let work = work_dir();
     let _ = std::fs::remove_dir_all(&work);
@@ -300,6 +367,8 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
             &o.subnet,
             "--loopback-pool",
             &o.loopback_pool,
+            "--memory",
+            &o.memory,
             "--output",
             "json",
         ],
@@ -329,10 +398,17 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
         (Contender::Gate, _) => gate_repo.clone(),
     };
 
-    let clone = |c: Contender, dir: &str| -> Result<(Instant, Duration), String> {
+    let container = report["container"].as_str().unwrap_or_default();
+    let cpu = BundleCpu::find(&o.runtime, container);
+    if cpu.now().is_none() {
+        m.notes
+            .push("the bundle's CPU time could not be read from its cgroup".into());
+    }
+    let clone = |c: Contender, dir: &str| -> Result<(Instant, Duration, Option<f64>), String> {
         let target = clones.join(dir);
         let _ = std::fs::remove_dir_all(&target);
         let target_s = target.to_string_lossy().into_owned();
+        let before = cpu.now();
         let from = Instant::now();
         let took = git_timed(
             &clones,
@@ -344,14 +420,15 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
                 &target_s,
             ],
         )?;
+        let spent = BundleCpu::between(before, cpu.now());
         let _ = std::fs::remove_dir_all(&target);
-        Ok((from, took))
+        Ok((from, took, spent))
     };
 
     // Warm-up: the first clone of each (the gate's mirror starts empty).
     for c in [Contender::Gate, Contender::Direct] {
-        let (from, took) = clone(c, "warmup")?;
-        let s = sample(&upstream, 0, c, Op::Clone, from, took);
+        let (from, took, spent) = clone(c, "warmup")?;
+        let s = sample(&upstream, 0, c, Op::Clone, from, took, spent);
         match c {
             Contender::Gate => m.first_gate_clone = Some(s),
             Contender::Direct => m.first_direct_clone = Some(s),
@@ -366,9 +443,9 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
         };
         for c in order {
             match clone(c, &format!("{}-{round}", c.name())) {
-                Ok((from, took)) => {
+                Ok((from, took, spent)) => {
                     m.samples
-                        .push(sample(&upstream, round, c, Op::Clone, from, took))
+                        .push(sample(&upstream, round, c, Op::Clone, from, took, spent))
                 }
                 Err(e) => m
                     .failures
@@ -378,9 +455,11 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
         for c in order {
             let (name, tip) = &branches[&(round, c)];
             let refspec = format!("refs/heads/{name}:refs/heads/bench/{name}");
+            let before = cpu.now();
             let from = Instant::now();
             match git_timed(&pusher, &["push", "-q", &url(c, Op::Push), &refspec]) {
                 Ok(took) => {
+                    let spent = BundleCpu::between(before, cpu.now());
                     let landed = upstream::ref_id(
                         &upstream.repo("bench"),
                         &format!("refs/heads/bench/{name}"),
@@ -392,7 +471,7 @@ fn run(o: &Options, bottle: &Path) -> Result<Measured, String> {
                         ));
                     }
                     m.samples
-                        .push(sample(&upstream, round, c, Op::Push, from, took));
+                        .push(sample(&upstream, round, c, Op::Push, from, took, spent));
                 }
                 Err(e) => m
                     .failures

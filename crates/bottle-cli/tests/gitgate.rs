@@ -42,6 +42,15 @@ fn podman_git_gate() {
     gate(PODMAN, ["10.236.3.0/24", "10.236.4.0/24"]);
 }
 
+/// Removes a directory when dropped, so a failed assertion leaves no repositories behind.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What one git command did.
 #[derive(Debug)]
 struct Git {
@@ -178,6 +187,7 @@ fn gate(engine: Engine, subnets: [&str; 2]) {
     };
     let dir = std::env::temp_dir().join(format!("bt-git-{}-{}", engine.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _dir_cleanup = RemoveOnDrop(dir.clone());
     let (root_a, root_b, agent) = (dir.join("up-a"), dir.join("up-b"), dir.join("agent"));
     for d in [&root_a, &root_b, &agent] {
         std::fs::create_dir_all(d).unwrap();
@@ -469,7 +479,6 @@ insecure_http = true
     engine.run(prefix, &["--quiet", "down", "gita"]).ok();
     engine.run(prefix, &["--quiet", "down", "gitb"]).ok();
     drop((upstream_a, upstream_b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Bad git upstreams, through flags and a bottle file: exit 2 before any engine is contacted,

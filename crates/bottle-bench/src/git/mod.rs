@@ -26,13 +26,16 @@ git gate (a real bottle on the engine, brought up with the bottle binary) agains
 operations directly against the same upstream (git http-backend behind a local HTTP server on
 the bottle's gateway address), timed side by side in alternating rounds.
 
-  --runtime docker|podman  the engine of the bottle [docker]
+  --runtime docker|podman  the engine of the bottle [podman] (Docker's bundles have a 16 MiB
+                           /tmp, too small for this repository's mirror)
   --bottle-bin PATH        the bottle binary [target/debug/bottle]
   --archive PATH           load this image archive into the engine first (the gate must be in it)
   --rounds N               timed rounds [5]
   --commits N              commits of the source repository [1000]
   --megabytes N            its size in MiB (binary files that do not compress) [50]
   --push-commits N         commits of each push [100]
+  --memory SIZE            the bundle's memory limit, as bottle up --memory takes it [512m]
+                           (the gate's mirror lives on the bundle's tmpfs, which counts)
   --subnet CIDR            the bottle's /24 [10.237.1.0/24]
   --loopback-pool CIDR     where the gate is published [127.84.0.0/16]
   --cache DIR              where the source repository is kept [target/bench/git-cache]
@@ -92,6 +95,7 @@ pub struct Options {
     pub commits: usize,
     pub megabytes: usize,
     pub push_commits: usize,
+    pub memory: String,
     pub subnet: String,
     pub loopback_pool: String,
     pub cache: PathBuf,
@@ -102,13 +106,14 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            runtime: "docker".into(),
+            runtime: "podman".into(),
             bottle_bin: None,
             archive: None,
             rounds: 5,
             commits: 1000,
             megabytes: 50,
             push_commits: 100,
+            memory: "512m".into(),
             subnet: "10.237.1.0/24".into(),
             loopback_pool: "127.84.0.0/16".into(),
             cache: PathBuf::from("target/bench/git-cache"),
@@ -134,6 +139,7 @@ impl Options {
                 "--push-commits" => {
                     o.push_commits = args::number::<usize>(v, flag)?.clamp(1, 10_000)
                 }
+                "--memory" => o.memory = v.into(),
                 "--subnet" => o.subnet = v.into(),
                 "--loopback-pool" => o.loopback_pool = v.into(),
                 "--cache" => o.cache = PathBuf::from(v),
@@ -157,8 +163,14 @@ pub struct Sample {
     /// Time the upstream spent answering requests during it, ms (requests of one operation
     /// follow each other, so this is their span less the gaps).
     pub upstream_ms: f64,
+    /// The part of it in receive-pack requests (a push arriving upstream; the rest is
+    /// upload-pack: a clone served, or the gate's mirror refresh).
+    pub upstream_push_ms: f64,
     /// How many requests the upstream answered during it.
     pub upstream_requests: usize,
+    /// CPU time the bundle's processes spent during it, ms (its cgroup's counter; the gate's
+    /// own work, whatever else the machine runs).
+    pub bundle_cpu_ms: Option<f64>,
 }
 
 /// Everything measured.
@@ -202,7 +214,8 @@ impl Measured {
 }
 
 fn ms(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.0}"))
+    // `max(0.0)`: a difference of sums may round below zero (and print as "-0").
+    v.map_or("-".into(), |v| format!("{:.0}", v.max(0.0)))
 }
 
 /// The Markdown report.
@@ -243,30 +256,46 @@ pub fn report(o: &Options, m: &Measured) -> String {
     }
     let _ = writeln!(
         r,
-        "\nWhere the time goes (medians, ms): the upstream's share is the time it spent answering \
-         the requests of the operation (for the gate: its mirror refresh on a clone, the \
-         forwarded push on a push); the rest is the client's and, through the gate, the gate's \
-         own (serving upload-pack to the agent; receiving the pack, checking it).\n"
+        "\nWhere the time goes (medians, ms): what the upstream spent answering the operation's \
+         requests, split into upload-pack (a clone served; through the gate, the mirror's \
+         refresh: its refs asked for, new objects fetched) and receive-pack (a push arriving \
+         upstream); the rest is the client's and, through the gate, the gate's own (serving \
+         upload-pack from the mirror to the agent; receiving the push, checking it) and the \
+         published port's. The bundle's CPU is what the gate's processes spent, from its cgroup \
+         (it does not move with the machine's load as wall times do).\n"
     );
     let _ = writeln!(
         r,
-        "| operation | contender | total | upstream | upstream requests | rest |\n|---|---|---:|---:|---:|---:|"
+        "| operation | contender | total | upstream upload-pack | upstream receive-pack | upstream requests | rest | bundle CPU |\n|---|---|---:|---:|---:|---:|---:|---:|"
     );
     for op in [Op::Clone, Op::Push] {
         for c in [Contender::Direct, Contender::Gate] {
             let total = quantile(&m.values(c, op, |s| s.total_ms), 0.5);
-            let up = quantile(&m.values(c, op, |s| s.upstream_ms), 0.5);
+            let fetch = quantile(
+                &m.values(c, op, |s| s.upstream_ms - s.upstream_push_ms),
+                0.5,
+            );
+            let push = quantile(&m.values(c, op, |s| s.upstream_push_ms), 0.5);
             let reqs = quantile(&m.values(c, op, |s| s.upstream_requests as f64), 0.5);
             let rest = quantile(&m.values(c, op, |s| s.total_ms - s.upstream_ms), 0.5);
+            let cpu: Vec<f64> = m
+                .samples
+                .iter()
+                .filter(|s| s.contender == c && s.op == op)
+                .filter_map(|s| s.bundle_cpu_ms)
+                .collect();
+            let cpu = quantile(&cpu, 0.5);
             let _ = writeln!(
                 r,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 op.name(),
                 c.name(),
                 ms(total),
-                ms(up),
+                ms(fetch),
+                ms(push),
                 ms(reqs),
-                ms(rest)
+                ms(rest),
+                ms(cpu)
             );
         }
     }
@@ -274,8 +303,12 @@ pub fn report(o: &Options, m: &Measured) -> String {
         let _ = writeln!(
             r,
             "\nFirst clone (untimed warm-up; the gate's mirror empty): gate {:.0} ms (upstream \
-             {:.0} ms in {} requests), direct {:.0} ms.",
-            g.total_ms, g.upstream_ms, g.upstream_requests, d.total_ms
+             {:.0} ms in {} requests, bundle CPU {} ms), direct {:.0} ms.",
+            g.total_ms,
+            g.upstream_ms,
+            g.upstream_requests,
+            ms(g.bundle_cpu_ms),
+            d.total_ms
         );
     }
     if !m.failures.is_empty() {
@@ -301,6 +334,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((o.rounds, o.runtime.as_str()), (3, "podman"));
+        let o = Options::parse(&["--runtime".into(), "docker".into()]).unwrap();
+        assert_eq!(o.runtime, "docker");
         assert!(Options::parse(&["--runtime".into(), "lxc".into()]).is_err());
         assert!(Options::parse(&["--nope".into(), "1".into()]).is_err());
     }
@@ -313,7 +348,9 @@ mod tests {
             op: Op::Clone,
             total_ms,
             upstream_ms: 0.0,
+            upstream_push_ms: 0.0,
             upstream_requests: 0,
+            bundle_cpu_ms: None,
         };
         let m = Measured {
             samples: vec![
