@@ -117,6 +117,15 @@ fn errors_and_hints_without_an_engine() {
         ("bad-env-slug", &["env", "Not/Ok"]),
         ("bad-logs-slug", &["logs", ""]),
         ("bad-prefix", &["--prefix", "Bad Prefix", "ps"]),
+        ("bad-prefix-empty", &["--prefix", "", "ps"]),
+        (
+            "bad-prefix-long",
+            &[
+                "--prefix",
+                "p123456789-123456789-123456789-123456789-x",
+                "ps",
+            ],
+        ),
         (
             "missing-file",
             &["up", "-f", "/nonexistent/bottle-test/bottle.toml"],
