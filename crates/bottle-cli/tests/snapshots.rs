@@ -22,7 +22,7 @@ use bottle_cli::cli::{Cli, Engine as CliEngine};
 use bottle_cli::hint::Globals;
 use bottle_cli::runtime::Connected;
 use bottle_core::conformance::harness::pools;
-use bottle_core::ContainerRuntime;
+use bottle_core::{ContainerRuntime, InMemoryRuntime};
 use clap::Parser;
 use common::{bottle_env, DownOnDrop, Engine, Run};
 use serde_json::Value;
@@ -117,6 +117,15 @@ fn errors_and_hints_without_an_engine() {
         ("bad-env-slug", &["env", "Not/Ok"]),
         ("bad-logs-slug", &["logs", ""]),
         ("bad-prefix", &["--prefix", "Bad Prefix", "ps"]),
+        ("bad-prefix-empty", &["--prefix", "", "ps"]),
+        (
+            "bad-prefix-long",
+            &[
+                "--prefix",
+                "p123456789-123456789-123456789-123456789-x",
+                "ps",
+            ],
+        ),
         (
             "missing-file",
             &["up", "-f", "/nonexistent/bottle-test/bottle.toml"],
@@ -298,6 +307,7 @@ fn values_through_the_library_on_the_in_memory_engine() {
         .build()
         .expect("a runtime");
     let (rt, fx) = bottle_core::conformance::memory_engine();
+    let memory = rt.clone();
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(rt);
     let info = tokio.block_on(runtime.info()).expect("info");
     // The in-memory engine stands in for Docker: reports name the engine the CLI chose.
@@ -328,6 +338,10 @@ fn values_through_the_library_on_the_in_memory_engine() {
         }
         all
     };
+    // What happens to the bottle on the engine before a case runs.
+    type Before = Option<fn(&InMemoryRuntime)>;
+    let daemon_dies: Before = Some(|m| m.kill_daemon("bt-snap-memory-sidecars-demo", 8888));
+    let bundle_stops: Before = Some(|m| m.stop_container("bt-snap-memory-sidecars-demo"));
     let cases: Vec<(&str, Vec<String>)> = vec![
         (
             "plan-json",
@@ -382,6 +396,12 @@ fn values_through_the_library_on_the_in_memory_engine() {
             "gc-dry-run-json",
             with_pools(&["gc", "--dry-run", "--output", "json"]),
         ),
+        ("env-daemon-down", with_pools(&["env", "demo"])),
+        ("env-stopped", with_pools(&["env", "demo"])),
+        (
+            "gc-dry-run-stopped-json",
+            with_pools(&["gc", "--dry-run", "--output", "json"]),
+        ),
         (
             "down-json",
             with_pools(&["down", "demo", "--output", "json"]),
@@ -390,6 +410,14 @@ fn values_through_the_library_on_the_in_memory_engine() {
     ];
     let mut failures = Vec::new();
     for (name, args) in cases {
+        let before = match name {
+            "env-daemon-down" => daemon_dies,
+            "env-stopped" => bundle_stops,
+            _ => None,
+        };
+        if let Some(act) = before {
+            act(&memory);
+        }
         let cli = Cli::try_parse_from(std::iter::once("bottle".to_string()).chain(args.clone()))
             .expect("the case parses");
         let out = Captured::default();
@@ -422,9 +450,42 @@ fn values_through_the_library_on_the_in_memory_engine() {
             "$ bottle {}\nexit: {code}\n--- stdout\n{stdout}--- stderr\n{stderr}",
             args.join(" ")
         );
+        let text = mask_ports(&text);
         if let Err(e) = std::panic::catch_unwind(|| check(&format!("memory/{name}"), &text)) {
             failures.push(panic_text(&e));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `text` with the port of every `address:port` (host ports the kernel chose) written `<port>`.
+fn mask_ports(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(colon) = rest.find(':') {
+        let (before, after) = rest.split_at(colon);
+        out.push_str(before);
+        let digits = after[1..].chars().take_while(char::is_ascii_digit).count();
+        let address = before
+            .rsplit(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()
+            .unwrap_or_default();
+        if digits > 0 && address.parse::<std::net::Ipv4Addr>().is_ok() {
+            out.push_str(":<port>");
+            rest = &after[1 + digits..];
+        } else {
+            out.push(':');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn ports_are_masked_after_addresses_only() {
+    assert_eq!(
+        mask_ports("on 127.115.90.146:45135, at 10:30 and http://127.0.0.1:80/x"),
+        "on 127.115.90.146:<port>, at 10:30 and http://127.0.0.1:<port>/x"
+    );
 }
