@@ -14,6 +14,8 @@ pub struct Globals<'a> {
     pub runtime: Option<&'a str>,
     /// `--prefix` (shown only when not [`DEFAULT_PREFIX`]).
     pub prefix: &'a str,
+    /// `--context`, when given: a Docker context, so shown in commands for Docker.
+    pub context: Option<&'a str>,
 }
 
 impl Default for Globals<'_> {
@@ -21,6 +23,7 @@ impl Default for Globals<'_> {
         Globals {
             runtime: None,
             prefix: DEFAULT_PREFIX,
+            context: None,
         }
     }
 }
@@ -78,8 +81,13 @@ impl Hint {
                 Piece::Text(text) => out.push_str(text),
                 Piece::Bottle { args, runtime } => {
                     out.push_str("`bottle ");
-                    if let Some(engine) = runtime.as_deref().or(globals.runtime) {
+                    let engine = runtime.as_deref().or(globals.runtime);
+                    if let Some(engine) = engine {
                         out.push_str(&format!("--runtime {engine} "));
+                    }
+                    // A context names a Docker engine: the command must reach the same one.
+                    if let Some(context) = globals.context.filter(|_| engine != Some("podman")) {
+                        out.push_str(&format!("--context {context} "));
                     }
                     if globals.prefix != DEFAULT_PREFIX {
                         out.push_str(&format!("--prefix {} ", globals.prefix));
@@ -168,7 +176,8 @@ mod tests {
         assert_eq!(
             hint.render(Globals {
                 runtime: Some("podman"),
-                prefix: "bt-a"
+                prefix: "bt-a",
+                context: None,
             }),
             "use it (`bottle --runtime podman --prefix bt-a env x`), or remove it with `bottle --runtime podman --prefix bt-a down x`; `bottle --runtime podman --prefix bt-a gc` removes what crashed launches left"
         );
@@ -188,7 +197,8 @@ mod tests {
         assert_eq!(
             hint.render(Globals {
                 runtime: Some("podman"),
-                prefix: "bottle"
+                prefix: "bottle",
+                context: None,
             }),
             "load it with `bottle --runtime docker image load` (build the archive with `cargo xtask image`)"
         );
@@ -200,10 +210,30 @@ mod tests {
         assert_eq!(
             Hint::from(text).render(Globals {
                 runtime: Some("docker"),
-                prefix: "p"
+                prefix: "p",
+                context: None,
             }),
             text
         );
         assert!(Hint::of(&Advice::None).is_none());
+    }
+
+    #[test]
+    fn a_context_is_repeated_in_commands_for_docker_only() {
+        let hint = Hint::of(&Advice::UseOrRemoveBottle { slug: "x".into() }).expect("a hint");
+        let globals = Globals {
+            runtime: None,
+            prefix: DEFAULT_PREFIX,
+            context: Some("ci"),
+        };
+        let text = hint.render(globals);
+        assert!(text.contains("`bottle --context ci down x`"), "{text}");
+        let podman = Hint::of(&Advice::LoadImage {
+            image: "i".into(),
+            engine: "podman".into(),
+        })
+        .expect("a hint")
+        .render(globals);
+        assert!(!podman.contains("--context"), "{podman}");
     }
 }

@@ -69,12 +69,14 @@ pub fn run(cli: cli::Cli, out: Box<dyn Write + Send>, err: &mut dyn Write) -> Ex
     };
     let runtime = cli.global.runtime.map(cli::Engine::name);
     let prefix = cli.global.prefix.clone();
+    let context = cli.global.context.clone();
     match tokio.block_on(commands::run(cli, out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let globals = hint::Globals {
                 runtime,
                 prefix: &prefix,
+                context: context.as_deref(),
             };
             let _ = writeln!(err, "{}", failure.render(globals));
             failure.exit_code()

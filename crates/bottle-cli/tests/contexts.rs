@@ -87,18 +87,8 @@ impl Store {
             .env_remove("BOTTLE_PREFIX")
             .env_remove("BOTTLE_SSH_CONFIG")
             .env_remove("BOTTLE_LOOPBACK_MODE")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run the bottle binary");
-        Run {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .env_remove("RUST_LOG");
+        common::collect(cmd, args, env)
     }
 
     /// An ssh configuration that uses the test key and trusts only the test server's host key.

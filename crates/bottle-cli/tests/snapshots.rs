@@ -442,6 +442,7 @@ fn values_through_the_library_on_the_in_memory_engine() {
                 let globals = Globals {
                     runtime: None,
                     prefix: pools.prefix,
+                    context: None,
                 };
                 (failure.code, format!("{}\n", failure.render(globals)))
             }

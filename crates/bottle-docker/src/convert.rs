@@ -23,8 +23,10 @@ use crate::errors::ENGINE;
 use crate::ports;
 
 /// Mount options of each tmpfs the image asks for: writable, nothing executable or set-uid on
-/// it, and small, since it counts against the container's memory limit.
-pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=16m";
+/// it ([`bottle_core::runtime::TMPFS_OPTIONS`]). No size of its own, as Podman gives none: what a
+/// tmpfs holds is charged to the container's memory limit, which bounds it (the git gate's
+/// mirrors live there, so a fixed small size would cap the repositories it can serve).
+pub const TMPFS_OPTIONS: &str = "rw,nosuid,nodev,noexec";
 
 /// The request that creates the network of `spec`.
 pub fn network_request(spec: &NetworkSpec) -> NetworkCreateRequest {

@@ -12,7 +12,7 @@ use podman_api::opts::ContainerCreateOpts;
 use serde_json::Value;
 
 /// Options of every tmpfs: writable, but no device files, setuid binaries or executables.
-const TMPFS_OPTIONS: [&str; 4] = ["rw", "nosuid", "nodev", "noexec"];
+use bottle_core::runtime::TMPFS_OPTIONS;
 
 /// The JSON body of `POST /libpod/containers/create` for `spec`.
 ///

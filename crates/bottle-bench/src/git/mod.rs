@@ -26,8 +26,7 @@ git gate (a real bottle on the engine, brought up with the bottle binary) agains
 operations directly against the same upstream (git http-backend behind a local HTTP server on
 the bottle's gateway address), timed side by side in alternating rounds.
 
-  --runtime docker|podman  the engine of the bottle [podman] (Docker's bundles have a 16 MiB
-                           /tmp, too small for this repository's mirror)
+  --runtime docker|podman  the engine of the bottle [podman]
   --bottle-bin PATH        the bottle binary [target/debug/bottle]
   --archive PATH           load this image archive into the engine first (the gate must be in it)
   --rounds N               timed rounds [5]

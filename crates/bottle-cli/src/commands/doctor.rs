@@ -147,6 +147,7 @@ pub async fn run(ctx: &Context) -> Result<(), Failure> {
     let globals = Globals {
         runtime: ctx.global.runtime.map(Engine::name),
         prefix: &ctx.global.prefix,
+        context: ctx.global.context.as_deref(),
     };
     let context = ctx.global.context.as_deref();
     let (docker, podman) = tokio::join!(

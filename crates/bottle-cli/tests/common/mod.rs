@@ -90,12 +90,20 @@ pub fn bottle_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.args(args)
         .env_remove("BOTTLE_RUNTIME")
         .env_remove("BOTTLE_PREFIX")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
+        .env_remove("RUST_LOG");
+    collect(cmd, args, env)
+}
+
+/// Runs `cmd` (the bottle binary, its arguments `args` already given) with `env` added and no
+/// stdin, and collects what it said.
+pub fn collect(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run the bottle binary");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the bottle binary");
     Run {
         args: args.iter().map(|s| s.to_string()).collect(),
         code: out.status.code().unwrap_or(-1),
