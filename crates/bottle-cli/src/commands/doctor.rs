@@ -31,6 +31,9 @@ struct Report {
     remote: Option<bool>,
     /// Whether the engine runs rootless; `null` where unknown.
     rootless: Option<bool>,
+    /// Whether the engine applies a bundle's memory and pids limits (`false`: rootless Podman
+    /// on a cgroup v1 host, where `up` refuses bundles); `null` where not asked (Docker).
+    applies_limits: Option<bool>,
     /// How bottles are published on this host's loopback: `"per-bottle"` or `"shared"` (the
     /// pool's addresses do not exist here; see `bottle_core::loopback`); `null` when the
     /// setting is invalid (a problem says so).
@@ -55,6 +58,7 @@ impl Report {
         self.locality = Some(reach.locality);
         self.remote = Some(reach.locality == "remote");
         self.rootless = reach.rootless;
+        self.applies_limits = reach.applies_limits;
     }
 }
 
@@ -70,6 +74,7 @@ async fn check(engine: Engine, context: Option<&str>) -> Report {
         locality: None,
         remote: None,
         rootless: None,
+        applies_limits: None,
         loopback_mode: None,
         loopback_reason: None,
         image_present: None,
@@ -105,6 +110,12 @@ async fn check(engine: Engine, context: Option<&str>) -> Report {
             report.answers = true;
             if let Some(reach) = &c.reach {
                 report.reach(reach);
+                if reach.applies_limits == Some(false) {
+                    report.problems.push(Problem {
+                        problem: format!("the {name} engine does not apply memory and pids limits (a rootless service on a cgroup v1 host): `bottle up` refuses bundles there"),
+                        hint: "use the rootful service, or a host with cgroup v2".into(),
+                    });
+                }
                 if reach.locality == "remote" {
                     report.problems.push(Problem {
                         problem: format!("the {name} engine at {} runs on another host: bottle refuses it (a bottle's loopback ports would be on that host)", reach.endpoint),
