@@ -54,8 +54,9 @@
 //! `"DOCKER_CONTEXT=ci"`, `"context ci from ~/.docker/config.json"`, `"default socket"`, ...),
 //! `locality` (`"local"`, `"this-host"`: tcp:// or ssh:// to this host, `"remote"`: another
 //! host, which other commands refuse), `remote` (bool), `rootless` (bool), `applies_limits`
-//! (bool: `false` for rootless Podman on a cgroup v1 host, where `up` refuses bundles), `loopback_mode`
-//! (`"per-bottle"` | `"shared"`) and `loopback_reason` (string), each `null` where not known;
+//! (bool: `false` for rootless Podman on a cgroup v1 host, where `up` refuses bundles),
+//! `loopback_mode` (`"per-bottle"` | `"shared"`) and `loopback_reason` (string), each `null`
+//! where not known;
 //! `image_present` (bool, `null` when the engine does not answer), `problems` (array of
 //! `{"problem", "hint"}`).
 //!
