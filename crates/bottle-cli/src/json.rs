@@ -333,6 +333,9 @@ pub struct EngineReport {
     pub remote: Option<bool>,
     /// Whether the engine runs rootless; `null` where unknown.
     pub rootless: Option<bool>,
+    /// Whether the engine applies a bundle's memory and pids limits (`false`: rootless Podman
+    /// on a cgroup v1 host, where `up` refuses bundles); `null` where not asked (Docker).
+    pub applies_limits: Option<bool>,
     /// How bottles are published on this host's loopback: `"per-bottle"` or `"shared"` (the
     /// pool's addresses do not exist here; see `bottle_core::loopback`); `null` when the
     /// setting is invalid (a problem says so).

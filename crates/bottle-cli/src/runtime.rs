@@ -42,6 +42,9 @@ pub struct Reach {
     /// Whether the engine runs rootless (Docker: asked of the engine, only for `doctor`; Podman:
     /// seen from its socket's owner); `None` where unknown.
     pub rootless: Option<bool>,
+    /// Whether the engine applies a bundle's memory and pids limits (Podman, asked only for
+    /// `doctor`: a rootless service on a cgroup v1 host does not); `None` where not asked.
+    pub applies_limits: Option<bool>,
 }
 
 /// Why an engine could not be used.
@@ -129,7 +132,7 @@ type Adapter = Result<(Arc<dyn ContainerRuntime>, Option<Reach>), Unusable>;
 async fn connect_adapter(engine: Engine, purpose: Purpose<'_>) -> Option<Adapter> {
     match engine {
         Engine::Docker => docker(purpose).await,
-        Engine::Podman => podman().await,
+        Engine::Podman => podman(purpose).await,
     }
 }
 
@@ -152,6 +155,7 @@ async fn docker(purpose: Purpose<'_>) -> Option<Adapter> {
         chosen_by: found.chosen_by.clone(),
         locality: locality.as_str(),
         rootless: None,
+        applies_limits: None,
     };
     if purpose.refuse_remote && locality == Locality::Remote {
         return Some(Err(Unusable::Remote(reach)));
@@ -172,16 +176,20 @@ async fn docker(_purpose: Purpose<'_>) -> Option<Adapter> {
 }
 
 #[cfg(feature = "podman")]
-async fn podman() -> Option<Adapter> {
+async fn podman(purpose: Purpose<'_>) -> Option<Adapter> {
     let reach = |d: &bottle_podman::PodmanEndpoint| Reach {
         endpoint: d.uri.clone(),
         chosen_by: d.source.clone(),
         locality: podman_locality(&d.uri),
         rootless: d.rootless,
+        applies_limits: None,
     };
     Some(match bottle_podman::PodmanRuntime::connect().await {
         Ok(rt) => {
-            let found = reach(rt.discovered());
+            let mut found = reach(rt.discovered());
+            if purpose.facts {
+                found.applies_limits = rt.applies_limits().await.ok();
+            }
             Ok((Arc::new(rt) as Arc<dyn ContainerRuntime>, Some(found)))
         }
         // What discovery would pick, without contacting anything, so doctor can say why.
@@ -217,7 +225,7 @@ fn podman_locality(uri: &str) -> &'static str {
 }
 
 #[cfg(not(feature = "podman"))]
-async fn podman() -> Option<Adapter> {
+async fn podman(_purpose: Purpose<'_>) -> Option<Adapter> {
     None
 }
 

@@ -19,6 +19,7 @@ fn record_reach(report: &mut Report, reach: &Reach) {
     report.locality = Some(reach.locality.into());
     report.remote = Some(reach.locality == "remote");
     report.rootless = reach.rootless;
+    report.applies_limits = reach.applies_limits;
 }
 
 async fn check(engine: Engine, globals: Globals<'_>, context: Option<&str>) -> Report {
@@ -33,6 +34,7 @@ async fn check(engine: Engine, globals: Globals<'_>, context: Option<&str>) -> R
         locality: None,
         remote: None,
         rootless: None,
+        applies_limits: None,
         loopback_mode: None,
         loopback_reason: None,
         image_present: None,
@@ -68,6 +70,12 @@ async fn check(engine: Engine, globals: Globals<'_>, context: Option<&str>) -> R
             report.answers = true;
             if let Some(reach) = &c.reach {
                 record_reach(&mut report, reach);
+                if reach.applies_limits == Some(false) {
+                    report.problems.push(Problem {
+                        problem: format!("the {name} engine does not apply memory and pids limits (a rootless service on a cgroup v1 host): `bottle up` refuses bundles there"),
+                        hint: "use the rootful service, or a host with cgroup v2".into(),
+                    });
+                }
                 if reach.locality == "remote" {
                     report.problems.push(Problem {
                         problem: format!("the {name} engine at {} runs on another host: bottle refuses it (a bottle's loopback ports would be on that host)", reach.endpoint),
