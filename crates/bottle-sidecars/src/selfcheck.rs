@@ -45,12 +45,12 @@ pub fn report() -> Report {
     let file = |p: &str| std::fs::read_to_string(cgroup.join(p)).ok();
     if cgroup.join("cgroup.controllers").exists() {
         report.cgroup = "v2".into();
-        report.memory_limit = file("memory.max").and_then(|v| limit(&v));
+        report.memory_limit = memory_limit();
         report.memory_swap = file("memory.swap.max").and_then(|v| limit(&v));
         report.pids_limit = file("pids.max").and_then(|v| limit(&v));
     } else {
         report.cgroup = "v1".into();
-        report.memory_limit = file("memory/memory.limit_in_bytes").and_then(|v| limit(&v));
+        report.memory_limit = memory_limit();
         let with_swap = file("memory/memory.memsw.limit_in_bytes").and_then(|v| limit(&v));
         report.memory_swap = match (report.memory_limit, with_swap) {
             (Some(memory), Some(both)) => Some(both.saturating_sub(memory)),
@@ -59,6 +59,18 @@ pub fn report() -> Report {
         report.pids_limit = file("pids/pids.max").and_then(|v| limit(&v));
     }
     report
+}
+
+/// The memory limit of this process's cgroup (v2, else v1); `None` when there is none or it
+/// cannot be read. A tmpfs's pages count against it.
+pub fn memory_limit() -> Option<u64> {
+    let cgroup = Path::new("/sys/fs/cgroup");
+    let file = |p: &str| std::fs::read_to_string(cgroup.join(p)).ok();
+    if cgroup.join("cgroup.controllers").exists() {
+        file("memory.max").and_then(|v| limit(&v))
+    } else {
+        file("memory/memory.limit_in_bytes").and_then(|v| limit(&v))
+    }
 }
 
 /// A cgroup limit: `None` for `max` and for v1's "unlimited" (a page-rounded `i64::MAX`).

@@ -735,3 +735,57 @@ fn a_stalled_push_is_ended_at_the_session_limit_and_frees_the_mirror() {
     );
     assert_eq!(w.upstream.refs("app")["refs/heads/agent/after"], head);
 }
+
+/// A push whose pack is over `BOTTLE_GIT_GATE_MAX_PUSH_BYTES` is stopped while it is received
+/// (it would otherwise fill the bundle's tmpfs before the hook could look at it): the agent is
+/// told, nothing reaches the upstream, and the gate takes the next push.
+#[test]
+fn a_push_over_the_size_cap_is_stopped_while_it_is_received() {
+    let w = world(&[("BOTTLE_GIT_GATE_MAX_PUSH_BYTES", "65536")]);
+    let agent = w.agent("app");
+    let work = agent.work();
+    // 512 KiB that no compression shrinks (xorshift64).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..512 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    agent.commit(&[("data/noise.bin", &noise)], "a large file");
+    let before = w.upstream.refs("app");
+    let pushes = w.upstream.pushes_seen();
+    let out = agent.git(&work, &["push", "origin", "HEAD:refs/heads/agent/big"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "the push succeeded:\n{said}");
+    // The agent's git sees the connection end (receive-pack stops reading and exits quietly);
+    // the audit line says that nothing was updated and what may have stopped it.
+    let lines = w.gate.audit("push", 1);
+    let line = lines
+        .iter()
+        .find(|l| l["event"] == "push")
+        .expect("a push line");
+    assert!(
+        line["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no ref was updated")),
+        "{line}"
+    );
+    assert_eq!(w.upstream.refs("app"), before, "the upstream changed");
+    assert_eq!(
+        w.upstream.pushes_seen(),
+        pushes,
+        "a push reached the upstream"
+    );
+
+    let small = w.agent("app");
+    let head = small.commit(&[("src/small.rs", b"fn s() {}\n")], "small");
+    small.ok(
+        &small.work(),
+        &["push", "-q", "origin", "HEAD:refs/heads/agent/small"],
+    );
+    assert_eq!(w.upstream.refs("app")["refs/heads/agent/small"], head);
+    w.assert_no_secret_escaped();
+}

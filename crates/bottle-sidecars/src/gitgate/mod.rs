@@ -92,9 +92,22 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The defaults, with the variables above applied; a bad value is an error naming it.
+    /// The most a push may bring under a memory limit of `memory` bytes: a quarter of it, at
+    /// least 8 MiB. A push is received into the bundle's tmpfs, whose pages count against the
+    /// limit, before the hook checks it; receive-pack stops reading past this size, so an agent's
+    /// oversized push is refused instead of pressing the bundle (the proxy included) into the
+    /// OOM killer. The mirrors need the rest.
+    pub fn fit_memory(mut self, memory: Option<u64>) -> Limits {
+        if let Some(memory) = memory {
+            self.max_push_bytes = self.max_push_bytes.min((memory / 4).max(8 << 20));
+        }
+        self
+    }
+
+    /// The defaults, fitted to the bundle's memory limit (see [`Limits::fit_memory`]), with the
+    /// variables above applied; a bad value is an error naming it.
     pub fn from_env() -> Result<Limits, String> {
-        let mut l = Limits::default();
+        let mut l = Limits::default().fit_memory(crate::selfcheck::memory_limit());
         let read = |var: &str, min: u64, max: u64| -> Result<Option<u64>, String> {
             match std::env::var(var) {
                 Ok(v) => v
@@ -474,12 +487,17 @@ impl Gate {
                         event.reason = d.reason;
                         event.refs = d.refs;
                     }
+                    // No hook ran: nothing was pushed, because the client sent no update, or
+                    // because git refused what it sent before the checks (too large, malformed).
                     None => {
-                        event.decision = if served.is_ok() { "allowed" } else { "failed" };
-                        event.reason = Some(match served {
-                            Ok(()) => "the client sent no update".into(),
-                            Err(e) => e,
-                        });
+                        (event.decision, event.reason) = match served {
+                            // receive-pack says nothing and exits 0 in both cases.
+                            Ok(None) => ("allowed", Some(NO_UPDATE.into())),
+                            Ok(Some(said)) => {
+                                ("failed", Some(format!("git refused the push: {said}")))
+                            }
+                            Err(e) => ("failed", Some(e)),
+                        };
                     }
                 }
             }
@@ -499,12 +517,14 @@ impl Gate {
     }
 
     /// Runs the git child with the agent's socket as its stdin and stdout, bounded by the
-    /// idle limit (on the socket) and the session limit (the child is killed past it).
+    /// idle limit (on the socket) and the session limit (the child is killed past it). A git
+    /// that succeeded may still have complained (receive-pack exits 0 after refusing a pack
+    /// over `receive.maxInputSize`): its last line on stderr comes back with the success.
     async fn run_git(
         &self,
         mut cmd: std::process::Command,
         stream: TcpStream,
-    ) -> Result<(), String> {
+    ) -> Result<Option<String>, String> {
         let limits = &self.config.limits;
         let socket = stream
             .into_std()
@@ -521,7 +541,7 @@ impl Gate {
             .map_err(|e| format!("cannot hand the connection to git: {e}"))?;
         cmd.stdin(Stdio::from(input))
             .stdout(Stdio::from(fd))
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         // Its own process group, so that past the session limit the hook and the git
         // processes it started go with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -532,9 +552,33 @@ impl Gate {
             .map_err(|e| format!("cannot run {}: {e}", self.git.bin.display()))?;
         // Our copies of the socket went with `cmd`: the agent's connection now ends with git.
         drop(cmd);
-        match tokio::time::timeout(limits.session_timeout, child.wait()).await {
-            Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(format!("git ended with {status}")),
+        // git's own complaints (not the hook's: receive-pack sends those to the agent) go to
+        // our stderr as before, and the last one explains a failure in the audit line.
+        let said = child.stderr.take().map(|stderr| {
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stderr).lines();
+                let mut last = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    note(&line);
+                    if !line.trim().is_empty() {
+                        last = Some(line.chars().take(300).collect::<String>());
+                    }
+                }
+                last
+            })
+        });
+        let waited = tokio::time::timeout(limits.session_timeout, child.wait()).await;
+        let last = match (&waited, said) {
+            (Ok(Ok(_)), Some(task)) => task.await.ok().flatten(),
+            _ => None,
+        };
+        match waited {
+            Ok(Ok(status)) if status.success() => Ok(last),
+            Ok(Ok(status)) => Err(match last {
+                Some(line) => format!("git ended with {status}: {line}"),
+                None => format!("git ended with {status}"),
+            }),
             Ok(Err(e)) => Err(format!("cannot wait for git: {e}")),
             Err(_) => {
                 if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
@@ -553,6 +597,10 @@ impl Gate {
     }
 }
 
+/// The audit reason of a push in which no hook ran and git said nothing.
+const NO_UPDATE: &str = "no ref was updated: the client sent no update, or git refused its pack \
+    before the checks (over BOTTLE_GIT_GATE_MAX_PUSH_BYTES, or malformed)";
+
 /// Sends the agent `msg` as an `ERR` packet (bounded in time) and ends the connection.
 async fn refuse(stream: &mut TcpStream, msg: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -566,4 +614,23 @@ async fn refuse(stream: &mut TcpStream, msg: &str) {
 fn note(msg: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Limits;
+
+    #[test]
+    fn a_push_may_bring_a_quarter_of_the_memory_limit() {
+        let default = Limits::default().max_push_bytes;
+        let fit = |memory| Limits::default().fit_memory(memory).max_push_bytes;
+        assert_eq!(fit(None), default, "no limit: the default");
+        assert_eq!(
+            fit(Some(128 << 20)),
+            32 << 20,
+            "the default bottle's 128 MiB"
+        );
+        assert_eq!(fit(Some(16 << 20)), 8 << 20, "never below 8 MiB");
+        assert_eq!(fit(Some(64 << 30)), default, "never above the default");
+    }
 }
