@@ -6,8 +6,8 @@
 //! - Library crates do not print to stdout or stderr (`print!`, `println!`, `eprint!`,
 //!   `eprintln!` outside tests and binaries): they log with `tracing` and leave the terminal to
 //!   their caller. [`PRINT_ALLOWED`] lists the exceptions, each with its reason.
-//! - No tracked file holds an absolute path of a developer's machine (home and work
-//!   directories); [`PATH_ALLOWED`] lists the exceptions, each with its reason.
+//! - No tracked file holds an absolute path of a developer's machine (home directories);
+//!   [`PATH_ALLOWED`] lists the exceptions, each with its reason.
 //! - Every `.rs` file under a crate's `src/` opens with module docs (`//!`).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -59,7 +59,7 @@ pub const PRINT_ALLOWED: &[(&str, &str)] = &[
 ];
 
 /// Path prefixes of a developer's machine that no file may hold.
-const MACHINE_PATHS: &[&str] = &["/home/", "/Users/", "/root/", "/work/"];
+const MACHINE_PATHS: &[&str] = &["/home/", "/Users/", "/root/"];
 
 /// Files that may hold such a path, and why.
 pub const PATH_ALLOWED: &[(&str, &str)] =
@@ -232,7 +232,7 @@ fn machine_paths(file: &str, text: &str) -> Vec<String> {
     for (i, line) in text.lines().enumerate() {
         for path in MACHINE_PATHS {
             let found = line.match_indices(path).any(|(at, _)| {
-                // `/srv/work/` or `a/home/` is a relative path's piece, not a machine's root.
+                // `/srv/home/` or `a/home/` is a relative path's piece, not a machine's root.
                 line[..at]
                     .chars()
                     .next_back()
@@ -282,10 +282,10 @@ mod tests {
         let home = format!("{}dev/x", MACHINE_PATHS[0]);
         assert_eq!(machine_paths("README.md", &format!("see {home}")).len(), 1);
         assert_eq!(
-            machine_paths("a.rs", &format!("\"{}{}\"", MACHINE_PATHS[3], "t")).len(),
+            machine_paths("a.rs", &format!("\"{}{}\"", MACHINE_PATHS[2], "t")).len(),
             1
         );
-        assert!(machine_paths("a.rs", "mount /srv/work/data and sub/home/x").is_empty());
+        assert!(machine_paths("a.rs", "mount /srv/home/data and sub/home/x").is_empty());
         assert!(machine_paths("xtask/src/tidy.rs", &home).is_empty());
     }
 
