@@ -105,11 +105,7 @@ fn different_slugs_never_share_an_address(engine: Engine) {
     }
     let prefix = format!("bt-race-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     let (subnets, loopbacks) = race_pools(engine);
     let (subnet_flag, loopback_flag) = (subnets.to_string(), loopbacks.to_string());
     for (round, slugs) in colliding_slugs(&subnets, &loopbacks, ROUNDS)
@@ -271,11 +267,7 @@ fn same_slug_exactly_one_wins(engine: Engine) {
     }
     let prefix = format!("bt-same-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     // A part of the engine's pools that the different-slugs race does not use.
     let second = if engine.name == "docker" { 240 } else { 241 };
     let subnets = format!("10.{second}.16.0/20");

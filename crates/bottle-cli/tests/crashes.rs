@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bottle_core::conformance::harness::pools;
-use common::{assert_nothing_left, engine_objects, spawn_bottle, DownOnDrop, Engine, PAUSE_ENV};
+use common::{assert_nothing_left, engine_objects, spawn_bottle, Engine, PAUSE_ENV};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -150,11 +150,7 @@ fn crash_at_every_step(engine: Engine) {
     }
     let prefix = format!("bt-crash-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     for &(step, debris) in POINTS {
         for recovery in [Recovery::Gc, Recovery::Down] {
             let slug = format!("{step}-{}", format!("{recovery:?}").to_lowercase());
@@ -308,11 +304,7 @@ fn dead_daemon(engine: Engine) {
     }
     let prefix = format!("bt-dead-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     let slug = "dead";
     // With supervise too: only the daemon that died may be reported.
     let mut up = vec!["--quiet", "up", slug, "--supervise", "--output", "json"];

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bottle_core::conformance::harness::pools;
 use bottle_core::conformance::in_ci;
-use common::{assert_nothing_left, say, DownOnDrop, Engine};
+use common::{assert_nothing_left, say, Engine};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -256,11 +256,7 @@ fn restart(service: Service) {
     };
     let prefix = format!("bt-restart-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     let slugs = ["before-1", "before-2"];
     for slug in slugs {
         let mut up = vec!["--quiet", "up", slug, "--supervise"];

@@ -24,11 +24,7 @@ fn cycle(engine: Engine) {
     let prefix = format!("bt-cli-{}", engine.name);
     let prefix = prefix.as_str();
     let slug = "cycle";
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = common::DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     let canary = format!("canary-{}-{}", engine.name, std::process::id());
     let canary_env = [(CANARY_KEY, canary.as_str())];
 

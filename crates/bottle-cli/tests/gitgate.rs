@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bottle_bench::git::upstream::{self, Auth, Upstream};
-use common::{DownOnDrop, Engine, DOCKER, PODMAN};
+use common::{Engine, DOCKER, PODMAN};
 
 /// The bare key holding the upstream's token.
 const TOKEN_KEY: &str = "BT_GIT_TEST_TOKEN";
@@ -180,11 +180,7 @@ fn gate(engine: Engine, subnets: [&str; 2]) {
     }
     let prefix = format!("bt-git-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     let dir = std::env::temp_dir().join(format!("bt-git-{}-{}", engine.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let _dir_cleanup = RemoveOnDrop(dir.clone());

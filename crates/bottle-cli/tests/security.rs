@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bottle_core::conformance::harness::pools;
-use common::{assert_nothing_left, env_map, inspect, DownOnDrop, Engine};
+use common::{assert_nothing_left, env_map, inspect, Engine};
 use serde_json::Value;
 
 const DOCKER: Engine = Engine::of(pools("cli-security", "docker"));
@@ -279,11 +279,7 @@ fn security(engine: Engine) {
     }
     let prefix = format!("bt-sec-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     // One /24 each, so their gateways are known before they exist.
     let second = if engine.name == "docker" { 246 } else { 247 };
     let (subnet_a, subnet_b) = (format!("10.{second}.1.0/24"), format!("10.{second}.2.0/24"));

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{DownOnDrop, Engine, DOCKER, PODMAN};
+use common::{Engine, DOCKER, PODMAN};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -127,11 +127,7 @@ fn services(engine: Engine, subnet: &str) {
     }
     let prefix = format!("bt-svc-{}", engine.name);
     let prefix = prefix.as_str();
-    engine.run(prefix, &["--quiet", "down", "--all"]).ok();
-    let _cleanup = DownOnDrop {
-        engine,
-        prefix: prefix.to_string(),
-    };
+    let _cleanup = engine.clean_slate(prefix);
     let net: ipnet::Ipv4Net = subnet.parse().unwrap();
     let gateway = Ipv4Addr::from(u32::from(net.network()) + 1);
     // The upstream listens on the gateway once the bottle's network (and so the gateway's

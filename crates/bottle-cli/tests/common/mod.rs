@@ -209,6 +209,18 @@ pub struct DownOnDrop {
     pub prefix: String,
 }
 
+impl Engine {
+    /// Takes down what an earlier run left under `prefix`, and returns the guard that takes
+    /// down what this run leaves.
+    pub fn clean_slate(self, prefix: &str) -> DownOnDrop {
+        self.run(prefix, &["--quiet", "down", "--all"]).ok();
+        DownOnDrop {
+            engine: self,
+            prefix: prefix.to_string(),
+        }
+    }
+}
+
 impl Drop for DownOnDrop {
     fn drop(&mut self) {
         let _ = self.engine.run(&self.prefix, &["--quiet", "down", "--all"]);
