@@ -286,6 +286,18 @@ fn start() -> Result<(), String> {
     if let Some(dir) = socket.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    start_service(Command::new("podman"), socket, "podman.log", None)
+}
+
+/// Starts `podman` (`cmd`, run as the service's user) as `podman system service` on the unix
+/// socket `socket`, detached, logging to `target/engines/<log_name>`, and waits until it
+/// answers. `owner` names the service's user in messages (`None`: root's).
+pub(super) fn start_service(
+    mut cmd: Command,
+    socket: &Path,
+    log_name: &str,
+    owner: Option<&str>,
+) -> Result<(), String> {
     // A socket file left by a service that died refuses the new one's bind.
     if socket.exists() {
         fs::remove_file(socket)
@@ -294,14 +306,14 @@ fn start() -> Result<(), String> {
     let log_dir = root().join("target").join("engines");
     fs::create_dir_all(&log_dir)
         .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
-    let log_path = log_dir.join("podman.log");
+    let log_path = log_dir.join(log_name);
     let log = fs::File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let log_err = log
         .try_clone()
         .map_err(|e| format!("cannot reuse {} for stderr: {e}", log_path.display()))?;
-    let mut cmd = Command::new("podman");
-    cmd.args(["system", "service", "--time=0", &format!("unix://{SOCKET}")])
+    let url = format!("unix://{}", socket.display());
+    cmd.args(["system", "service", "--time=0", &url])
         .stdin(Stdio::null())
         // Not the workspace: a long-lived service should not hold a checkout's directory.
         .current_dir("/")
@@ -314,13 +326,25 @@ fn start() -> Result<(), String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", show(&cmd)))?;
-    let url = format!("unix://{SOCKET}");
+    let (tag, service, api) = match owner {
+        None => (
+            "podman".to_string(),
+            "podman system service".to_string(),
+            "the API service".to_string(),
+        ),
+        Some(user) => (
+            "podman (rootless)".to_string(),
+            format!("{user}'s podman system service"),
+            format!("{user}'s API service"),
+        ),
+    };
     let started = Instant::now();
     loop {
         match ping(&url) {
             Ok(()) => {
                 eprintln!(
-                    "podman: started the API service on {SOCKET} (pid {}, log {}) in {:.1?}",
+                    "{tag}: started {api} on {} (pid {}, log {}) in {:.1?}",
+                    socket.display(),
                     child.id(),
                     log_path.display(),
                     started.elapsed()
@@ -330,14 +354,16 @@ fn start() -> Result<(), String> {
             Err(e) => {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(format!(
-                        "podman system service exited ({status}) before answering on {SOCKET}: read {}",
+                        "{service} exited ({status}) before answering on {}: read {}",
+                        socket.display(),
                         log_path.display()
                     ));
                 }
                 if started.elapsed() > START_TIMEOUT {
                     return Err(format!(
-                        "podman system service (pid {}) did not answer on {SOCKET} within {START_TIMEOUT:?} ({e}): read {}",
+                        "{service} (pid {}) did not answer on {} within {START_TIMEOUT:?} ({e}): read {}",
                         child.id(),
+                        socket.display(),
                         log_path.display()
                     ));
                 }

@@ -10,10 +10,8 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::util::{root, run, show};
 
@@ -23,8 +21,6 @@ pub const USER: &str = "bottle-ci";
 const SUB_COUNT: u64 = 65536;
 /// Where automatic subordinate ranges start (`SUB_UID_MIN` of `login.defs`).
 const SUB_MIN: u64 = 100_000;
-/// How long the service may take to answer after start.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Packages rootless Podman needs beyond the rootful engine's: `newuidmap`/`newgidmap` and the
 /// user-mode network of the rootless network namespace.
 const PACKAGES: &[&str] = &["uidmap", "slirp4netns"];
@@ -189,67 +185,12 @@ fn runtime_dir(user: &TestUser) -> Result<(), String> {
 /// Starts the user's `podman system service` detached, logging to
 /// `target/engines/podman-rootless.log`, and waits until it answers.
 fn start(user: &TestUser) -> Result<(), String> {
-    let socket = user.socket();
-    // A socket file left by a service that died refuses the new one's bind.
-    if socket.exists() {
-        fs::remove_file(&socket)
-            .map_err(|e| format!("cannot remove the stale socket {}: {e}", socket.display()))?;
-    }
-    let log_dir = root().join("target").join("engines");
-    fs::create_dir_all(&log_dir)
-        .map_err(|e| format!("cannot create {}: {e}", log_dir.display()))?;
-    let log_path = log_dir.join("podman-rootless.log");
-    let log = fs::File::create(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| format!("cannot reuse {} for stderr: {e}", log_path.display()))?;
-    let url = user.socket_url();
-    let mut cmd = user.command("podman");
-    cmd.args(["system", "service", "--time=0", &url])
-        .stdin(Stdio::null())
-        .current_dir("/")
-        .stdout(log)
-        .stderr(log_err)
-        // As the rootful service: its own process group, outliving xtask.
-        .process_group(0);
-    eprintln!("$ {} > {} 2>&1 &", show(&cmd), log_path.display());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", show(&cmd)))?;
-    let started = Instant::now();
-    loop {
-        match super::podman::ping(&url) {
-            Ok(()) => {
-                eprintln!(
-                    "podman (rootless): started {USER}'s API service on {} (pid {}, log {}) in {:.1?}",
-                    socket.display(),
-                    child.id(),
-                    log_path.display(),
-                    started.elapsed()
-                );
-                return Ok(());
-            }
-            Err(e) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!(
-                        "{USER}'s podman system service exited ({status}) before answering on {}: read {}",
-                        socket.display(),
-                        log_path.display()
-                    ));
-                }
-                if started.elapsed() > START_TIMEOUT {
-                    return Err(format!(
-                        "{USER}'s podman system service (pid {}) did not answer on {} within {START_TIMEOUT:?} ({e}): read {}",
-                        child.id(),
-                        socket.display(),
-                        log_path.display()
-                    ));
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    super::podman::start_service(
+        user.command("podman"),
+        &user.socket(),
+        "podman-rootless.log",
+        Some(USER),
+    )
 }
 
 /// Loads the reference image archive into the user's storage when the archive exists and the
